@@ -1,0 +1,33 @@
+"""Block cost profiles: measured files and device scaling (PAPER.md sections 2.2, 2.3 and 8)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from deft_ray.errors import InputError
+from deft_ray.planners.problem import BlockCost, Instance
+
+#: Profiles shipped with the package, by name.
+PACKAGED_PROFILES = ("roberta-base_h200_fp32", "roberta-large_h200_fp32")
+
+
+def load_profile(path_or_name: str | Path) -> tuple[BlockCost, ...]:
+    """Blocks of a profile file (a JSON object whose ``blocks`` list is in the Instance JSON's
+    block format, in model order), by path or by the name of a packaged profile."""
+    name = str(path_or_name)
+    if name in PACKAGED_PROFILES:
+        text = resources.files("deft_ray").joinpath("profiles", f"{name}.json").read_text()
+    else:
+        path = Path(name)
+        if not path.is_file():
+            raise InputError("profile", name, "no such file or packaged profile",
+                             f"give a profile file or one of {', '.join(PACKAGED_PROFILES)}")
+        text = path.read_text()
+    data = json.loads(text)
+    # Reuse the Instance parser's block validation with a placeholder device.
+    probe = Instance.from_dict({"bandwidth_hz": 1.0, "blocks": data.get("blocks"),
+                                "devices": [{"name": "probe", "compute_scale": 1.0, "memory_bytes": 1.0,
+                                             "spectral_efficiency": 1.0}]}, source=f"profile {name}")
+    return probe.blocks

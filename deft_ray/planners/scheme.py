@@ -1,0 +1,50 @@
+"""The interface every planning scheme implements, and the allocation it returns."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Mapping
+
+import numpy as np
+
+from deft_ray.planners.problem import Instance
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    """What a scheme decides, by device index: the blocks of each involved device, and the
+    bandwidth of every device (``(K,)``, zero for devices that take no block)."""
+
+    blocks_of_device: Mapping[int, tuple[int, ...]]
+    bandwidth_hz: np.ndarray
+    diagnostics: tuple[str, ...] = ()
+
+
+class Scheme(ABC):
+    """A planning scheme: a pure function from an :class:`Instance` to an :class:`Allocation`.
+
+    A subclass sets ``name`` (the registry key), ``summary`` (one line for ``deft-ray plan``) and
+    ``one_block_per_device`` (whether it solves the paper's matching, where each device takes at
+    most one block so ``K >= N`` is needed), and implements :meth:`allocate`. The instance it gets
+    is already monotone in depth (:func:`~deft_ray.planners.problem.make_monotone`), and feasible
+    for the matching when ``one_block_per_device`` is set.
+    """
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    one_block_per_device: ClassVar[bool] = True
+
+    @abstractmethod
+    def allocate(self, instance: Instance, *, seed: int) -> Allocation:
+        """Decide the blocks and bandwidth of every device for one round."""
+
+
+def matching_allocation(device_of_block: np.ndarray, bandwidth_hz: np.ndarray,
+                        diagnostics: tuple[str, ...] = ()) -> Allocation:
+    """An :class:`Allocation` from a matching given as ``device_of_block[n] = k``."""
+    return Allocation(
+        blocks_of_device={int(k): (int(n),) for n, k in enumerate(device_of_block)},
+        bandwidth_hz=np.asarray(bandwidth_hz, dtype=float),
+        diagnostics=diagnostics,
+    )
