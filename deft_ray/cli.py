@@ -1,0 +1,92 @@
+"""The ``deft-ray`` command line.
+
+Importing this module is cheap: each subcommand imports what it needs when it runs, and ``plan``
+never imports torch or Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from deft_ray.errors import DeftRayError, InputError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"deft-ray: error: {message} (see 'deft-ray --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="deft-ray", description="Device-edge cooperative fine-tuning on Ray.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    plan = commands.add_parser("plan", help="plan one round of an Instance JSON with a scheme",
+                               description="Plan one round: which device trains which block, and each "
+                                           "device's bandwidth.")
+    plan.add_argument("--instance", required=True, metavar="FILE", help="Instance JSON (see DESIGN.md)")
+    plan.add_argument("--scheme", default="jbba", metavar="NAME",
+                      help="a scheme name, or 'all' to compare every scheme (default: jbba)")
+    plan.add_argument("--json", action="store_true", help="print the Plan JSON (a list with --scheme all)")
+    plan.add_argument("--seed", type=int, default=0, help="seed of randomised schemes (default: 0)")
+    plan.set_defaults(handler=_plan_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except DeftRayError as error:
+        print(f"deft-ray: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# ------------------------------------------------------------------------------------------ plan
+def _plan_command(args: argparse.Namespace) -> int:
+    from deft_ray.errors import InfeasibleError, TooLargeError
+    from deft_ray.planners import Instance, get_scheme, scheme_names, solve
+
+    instance = Instance.from_json(_read_text(args.instance, "--instance"), source=args.instance)
+    names = scheme_names() if args.scheme == "all" else [args.scheme]
+    if args.scheme != "all":
+        get_scheme(args.scheme)  # an unknown name fails here, listing the valid ones
+    plans, skipped = [], {}
+    for name in names:
+        try:
+            plans.append(solve(instance, name, seed=args.seed))
+        except (InfeasibleError, TooLargeError) as error:
+            if args.scheme != "all":
+                raise
+            skipped[name] = str(error)
+    if not plans:
+        raise InfeasibleError(f"no scheme can plan this instance; {next(iter(skipped.values()))}")
+    if args.json:
+        payload = [p.to_dict() for p in plans] if args.scheme == "all" else plans[0].to_dict()
+        print(json.dumps(payload, indent=1))
+        return 0
+    from deft_ray.report import print_plan, print_plan_comparison
+
+    for plan in plans:
+        print_plan(instance, plan)
+    if args.scheme == "all":
+        print_plan_comparison(plans, skipped)
+    return 0
+
+
+def _read_text(path: str, option: str) -> str:
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(option, path, "no such file", "give the path of an existing file")
+    return file.read_text()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deft_ray.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "instances"
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_plan_json_is_exactly_the_plan(capsys):
+    code, out, err = run_cli(capsys, "plan", "--instance", str(EXAMPLES / "small.json"), "--scheme", "crunch", "--json")
+    assert code == 0 and err == ""
+    plan = json.loads(out)
+    assert set(plan) == {"scheme", "assignment", "bandwidth_hz", "device_latency_s", "round_latency_s",
+                         "solve_time_s", "diagnostics"}
+    assert plan["scheme"] == "crunch"
+
+
+def test_plan_all_json_is_a_list_of_every_scheme(capsys):
+    code, out, _ = run_cli(capsys, "plan", "--instance", str(EXAMPLES / "small.json"), "--scheme", "all", "--json")
+    plans = json.loads(out)
+    assert code == 0 and isinstance(plans, list)
+    assert {p["scheme"] for p in plans} >= {"jbba", "crunch", "optimal", "single-device", "random"}
+
+
+def test_plan_all_table_compares_and_skips_what_cannot_run(capsys):
+    code, out, _ = run_cli(capsys, "plan", "--instance", str(EXAMPLES / "roberta-base-20dev.json"), "--scheme", "all")
+    assert code == 0
+    assert "schemes compared" in out and "bottleneck" in out and "1.000x" in out
+    assert "skipped optimal" in out  # 20 devices, 12 blocks: too many matchings to enumerate
+
+
+@pytest.mark.parametrize("content, argv, message", [
+    ("missing", [], "--instance = '{path}': no such file"),
+    ("{", [], "not valid JSON"),
+    ('{"bandwidth_hz": 0, "blocks": [], "devices": []}', [], "bandwidth_hz = 0: must be positive"),
+    ("example", ["--scheme", "fastest"], "unknown scheme 'fastest'; valid schemes: crunch, jbba"),
+    ('{"bandwidth_hz": 1e6, "blocks": [{"compute_s": 1, "memory_bytes": 1, "payload_bits": 1},'
+     '{"compute_s": 1, "memory_bytes": 1, "payload_bits": 1}], "devices": [{"name": "a", "compute_scale": 1,'
+     '"memory_bytes": 9, "spectral_efficiency": 1}]}', [], "1 devices for 2 blocks"),
+    ('{"bandwidth_hz": 1e6, "blocks": [{"compute_s": 1, "memory_bytes": 5e9, "payload_bits": 1}],'
+     '"devices": [{"name": "a", "compute_scale": 1, "memory_bytes": 2e9, "spectral_efficiency": 1}]}', [],
+     "blocks[0].memory_bytes = 5e+09: no device can hold it; the largest budget is 2e+09"),
+])
+def test_bad_input_exits_2_with_one_line(tmp_path, content, argv, message):
+    path = EXAMPLES / "small.json" if content == "example" else tmp_path / "instance.json"
+    if content not in ("example", "missing"):
+        path.write_text(content)
+    result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "plan", "--instance", str(path), *argv],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert message.format(path=path) in lines[0]
+
+
+def test_usage_errors_exit_2_on_one_line():
+    result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "plan"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--instance" in result.stderr
+
+
+def test_cli_and_planners_do_not_import_torch_or_ray():
+    code = ("import sys, deft_ray.cli, deft_ray.planners, deft_ray.report; "
+            "from deft_ray.cli import main; "
+            "print(sorted(m for m in ('torch', 'ray', 'transformers', 'cvxpy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "[]"
