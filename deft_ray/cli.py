@@ -37,6 +37,21 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the Plan JSON (a list with --scheme all)")
     plan.add_argument("--seed", type=int, default=0, help="seed of randomised schemes (default: 0)")
     plan.set_defaults(handler=_plan_command)
+
+    run = commands.add_parser("run", help="run cooperative fine-tuning on Ray",
+                              description="Fine-tune with emulated devices on Ray; options override the config file.")
+    run.add_argument("--config", metavar="FILE", help="YAML run config (default: built-in defaults)")
+    run.add_argument("--out", metavar="DIR", help="run directory (default: runs/<time>-<scheme>)")
+    run.add_argument("--devices", type=int, metavar="K", help="number of devices (the config's mix, resized)")
+    run.add_argument("--rounds", type=int, metavar="R")
+    run.add_argument("--scheme", metavar="NAME")
+    run.add_argument("--task", metavar="NAME")
+    run.add_argument("--data-dir", metavar="DIR")
+    run.add_argument("--model", metavar="NAME_OR_PATH")
+    run.add_argument("--seed", type=int, metavar="N")
+    run.add_argument("--clock", choices=["virtual", "realtime"])
+    run.add_argument("--local", action="store_true", help="run devices in this process, without Ray (debugging)")
+    run.set_defaults(handler=_run_command)
     return parser
 
 
@@ -78,6 +93,17 @@ def _plan_command(args: argparse.Namespace) -> int:
         print_plan(instance, plan)
     if args.scheme == "all":
         print_plan_comparison(plans, skipped)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------- run
+def _run_command(args: argparse.Namespace) -> int:
+    from deft_ray.runner import resolve_config, run
+
+    config = resolve_config(args.config, {
+        "rounds": args.rounds, "scheme": args.scheme, "data.task": args.task, "data.data_dir": args.data_dir,
+        "model.name_or_path": args.model, "seed": args.seed, "clock": args.clock}, num_devices=args.devices)
+    run(config, out_dir=args.out, use_ray=not args.local)
     return 0
 
 

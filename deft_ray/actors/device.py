@@ -1,0 +1,111 @@
+"""An emulated edge device: trains the blocks it is assigned on its own data, then uploads."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from deft_ray.errors import DeftRayError
+from deft_ray.records import BlockUpload, DeviceSpec, WorkOrder
+from deft_ray.transport import Clock, transfer_time_s
+
+
+class MemoryBudgetError(DeftRayError):
+    """A device was asked to train blocks that do not fit its memory budget.
+
+    Example scenario: a planner bug, or a profile that under-states a block's memory.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSetup:
+    """What every device needs besides its own spec: how to build the model and its batches."""
+
+    model_path: str
+    num_labels: int
+    lora: Any
+    """A :class:`deft_ray.model.LoraSpec`."""
+    seed: int
+    batch_size: int
+    clock: Clock
+    block_memory_bytes: tuple[float, ...]
+    """The profile's memory need of each block, to refuse assignments over the budget."""
+    torch_threads: int = 1
+
+
+class TensorTable:
+    """Rows of a tokenised split kept as numpy columns (zero-copy from Ray's object store)."""
+
+    def __init__(self, columns: Mapping[str, np.ndarray]):
+        self.columns = columns
+
+    def __getitem__(self, rows: list[int]) -> dict[str, Any]:
+        import torch
+
+        return {name: torch.from_numpy(np.ascontiguousarray(column[rows])) for name, column in self.columns.items()}
+
+
+class Device:
+    """One emulated device. Plain class: tests use it directly, Ray wraps it as ``DeviceActor``.
+
+    It builds the model once around the shared frozen backbone (zero-copy numpy arrays), keeps a
+    seeded stream over its own training examples and, for each :class:`WorkOrder`, loads the
+    round's adapter, computes the gradients of its blocks (backward stops at the lowest), lets its
+    emulated compute and transmission time pass on the clock and returns a :class:`BlockUpload`.
+    """
+
+    def __init__(self, spec: DeviceSpec, setup: DeviceSetup, backbone: Mapping[str, np.ndarray],
+                 train_columns: Mapping[str, np.ndarray], indices: np.ndarray):
+        import torch
+
+        from deft_ray.data import BatchStream
+        from deft_ray.model import BlockModel
+
+        torch.set_num_threads(setup.torch_threads)
+        self.spec = spec
+        self.setup = setup
+        self.model = BlockModel.from_shared_state(setup.model_path, backbone, num_labels=setup.num_labels,
+                                                  lora=setup.lora, seed=setup.seed)
+        if spec.num_gpus > 0 and torch.cuda.is_available():
+            torch.cuda.set_per_process_memory_fraction(
+                min(1.0, spec.memory_budget_bytes / torch.cuda.get_device_properties(0).total_memory))
+            self.model.to("cuda")
+        stream_seed = np.random.SeedSequence([setup.seed, *spec.name.encode()]).generate_state(1)[0]
+        self.stream = BatchStream(TensorTable(train_columns), indices, batch_size=setup.batch_size,
+                                  seed=int(stream_seed))
+
+    def name(self) -> str:
+        return self.spec.name
+
+    def train(self, order: WorkOrder, adapter: Mapping[str, np.ndarray]) -> BlockUpload:
+        import torch
+
+        need = max(self.setup.block_memory_bytes[block] for block in order.blocks)
+        if need > self.spec.memory_budget_bytes:
+            raise MemoryBudgetError(
+                f"device {self.spec.name!r}: blocks {list(order.blocks)} need {need:.4g} bytes, above its "
+                f"budget of {self.spec.memory_budget_bytes:.4g}; the plan must respect memory budgets")
+        self.model.load_trainable_state({name: torch.tensor(value) for name, value in adapter.items()})
+        batch = self.stream.next_batch()
+        start = time.perf_counter()
+        gradients, loss = self.model.block_gradients(order.blocks, batch)
+        measured_s = time.perf_counter() - start
+        clock = self.setup.clock
+        compute_s = measured_s * self.spec.compute_scale if clock.realtime else order.planned_compute_s
+        clock.elapse(compute_s, already_spent_wall_s=measured_s)
+        arrays = {name: grad.detach().cpu().numpy() for name, grad in gradients.items()}
+        payload_bits = float(sum(array.size * array.itemsize * 8 for array in arrays.values()))
+        upload_s = transfer_time_s(payload_bits, order.rate_bps)
+        clock.elapse(upload_s)
+        return BlockUpload(device=self.spec.name, round_idx=order.round_idx, blocks=order.blocks,
+                           gradients=arrays, loss=loss, measured_compute_s=measured_s, compute_s=compute_s,
+                           upload_s=upload_s, payload_bits=payload_bits, peak_memory_bytes=need)
+
+    def stream_state(self) -> dict[str, Any]:
+        return self.stream.state_dict()
+
+    def load_stream_state(self, state: dict[str, Any]) -> None:
+        self.stream.load_state_dict(state)

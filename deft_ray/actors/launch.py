@@ -1,0 +1,226 @@
+"""Build a run from its config: data, model, profile, device population, and the actors.
+
+This is where Ray meets the plain classes: ``ray.remote(Device)`` with each device's own
+``.options(num_cpus=, num_gpus=, memory=, resources=)``, and ``ray.remote(Planner)``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from deft_ray.actors.coordinator import Coordinator, Evaluation, LocalDevicePool, RoundError
+from deft_ray.actors.device import Device, DeviceSetup
+from deft_ray.actors.planner import Planner
+from deft_ray.channel import dbm_to_w
+from deft_ray.config import RunConfig
+from deft_ray.errors import InputError
+from deft_ray.ledger import RunDirectory
+from deft_ray.planners import BlockCost, make_monotone
+from deft_ray.records import DeviceSpec
+from deft_ray.transport import Clock
+
+#: Seconds to wait for device actors to build their models, overridable by the environment.
+DEVICE_STARTUP_TIMEOUT_S = float(os.environ.get("DEFT_RAY_STARTUP_TIMEOUT_S", "600"))
+#: Seconds to wait for one plan.
+PLAN_TIMEOUT_S = float(os.environ.get("DEFT_RAY_PLAN_TIMEOUT_S", "120"))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a run builds before any device exists."""
+
+    model: Any
+    model_path: str
+    setup: DeviceSetup
+    profile: tuple[BlockCost, ...]
+    specs: tuple[DeviceSpec, ...]
+    train_columns: Mapping[str, np.ndarray]
+    partitions: tuple[np.ndarray, ...]
+    evaluation: Evaluation
+    events: tuple[Mapping[str, Any], ...]
+
+
+def device_specs(config: RunConfig, profile: tuple[BlockCost, ...]) -> tuple[DeviceSpec, ...]:
+    """Expand the device groups into devices; budgets between the cheapest and dearest block."""
+    memory = [block.memory_bytes for block in profile]
+    low, high = min(memory), max(memory)
+    specs = []
+    for group in config.devices:
+        distances = np.linspace(*group.distance_m, num=group.count) if group.count > 1 else [np.mean(group.distance_m)]
+        budget = group.memory_bytes if group.memory_bytes is not None else low + group.memory_fraction * (high - low)
+        for i in range(group.count):
+            specs.append(DeviceSpec(name=f"{group.name}-{i}", compute_scale=group.compute_scale,
+                                    memory_budget_bytes=float(budget), distance_m=float(distances[i]),
+                                    tx_power_w=dbm_to_w(group.tx_power_dbm), num_cpus=group.num_cpus,
+                                    num_gpus=group.num_gpus, ray_memory_bytes=group.ray_memory_bytes,
+                                    resources=dict(group.resources)))
+    return tuple(specs)
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Load and tokenise the task, split it across devices, load the model and its block profile."""
+    import datasets
+    import torch
+    from transformers import AutoTokenizer
+
+    from deft_ray.costs import load_profile
+    from deft_ray.data import load_task, partition_indices, tokenize
+    from deft_ray.model import BlockModel, LoraSpec, default_model_path, profile_blocks
+
+    datasets.disable_progress_bars()
+    model_path = config.model.name_or_path or default_model_path()
+    task = load_task(config.data.task, data_dir=config.data.data_dir, seed=config.seed,
+                     max_train_examples=config.data.max_train_examples,
+                     max_eval_examples=config.data.max_eval_examples)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except OSError as error:
+        raise InputError("model.name_or_path", model_path, f"cannot be loaded ({str(error).splitlines()[0]})",
+                         "give a local model folder or a hub id reachable from here") from None
+    task = tokenize(task, tokenizer, max_length=config.model.max_length)
+    lora = LoraSpec(rank=config.model.lora_rank, alpha=config.model.lora_alpha, dropout=config.model.lora_dropout,
+                    target_modules=config.model.target_modules, head_with=config.model.head_with)
+    model = BlockModel.from_pretrained(model_path, num_labels=task.spec.num_labels, lora=lora, seed=config.seed)
+    train_columns = {k: np.ascontiguousarray(v) for k, v in task.train.with_format("numpy")[:].items()}
+    validation = {k: np.ascontiguousarray(v) for k, v in task.validation.with_format("numpy")[:].items()}
+
+    events = []
+    if config.profile:
+        profile = load_profile(config.profile)
+        if len(profile) != model.num_blocks:
+            raise InputError("profile", config.profile, f"has {len(profile)} blocks but the model has "
+                             f"{model.num_blocks}", "measure a profile of this model or leave profile empty")
+    else:
+        rows = np.arange(min(config.data.batch_size, len(train_columns["labels"])))
+        batch = {k: torch.from_numpy(v[rows]) for k, v in train_columns.items()}
+        measured = profile_blocks(model, batch, repeats=3, warmup=1)
+        profile = tuple(BlockCost(**row) for row in measured)
+        events.append({"kind": "profile_measured", "detail": f"{len(profile)} blocks, block 0 "
+                       f"{profile[0].compute_s:.3f} s, last {profile[-1].compute_s:.3f} s"})
+    profile, notes = make_monotone(_instance_probe(profile))
+    events.extend({"kind": "profile_smoothed", "detail": note} for note in notes)
+    profile = profile.blocks
+
+    specs = device_specs(config, profile)
+    partitions = partition_indices(train_columns["labels"], len(specs), scheme=config.data.partition,
+                                   alpha=config.data.dirichlet_alpha, seed=config.seed)
+    setup = DeviceSetup(model_path=model_path, num_labels=task.spec.num_labels, lora=lora, seed=config.seed,
+                        batch_size=config.data.batch_size, clock=Clock(config.clock, config.time_scale),
+                        block_memory_bytes=tuple(b.memory_bytes for b in profile))
+    return Prepared(model=model, model_path=model_path, setup=setup, profile=profile, specs=specs,
+                    train_columns=train_columns, partitions=tuple(partitions),
+                    evaluation=Evaluation(spec=task.spec, columns=validation), events=tuple(events))
+
+
+def _instance_probe(profile):
+    from deft_ray.planners import DeviceState, Instance
+
+    probe = DeviceState(name="probe", compute_scale=1.0, memory_bytes=1.0, spectral_efficiency=1.0)
+    return Instance(bandwidth_hz=1.0, blocks=tuple(profile), devices=(probe,))
+
+
+def build_local(config: RunConfig, run_dir: RunDirectory) -> Coordinator:
+    """A coordinator whose devices and planner live in this process (no Ray): tests, debugging."""
+    from deft_ray.model import backbone_state_numpy
+
+    prepared = prepare(config)
+    backbone = backbone_state_numpy(prepared.model)
+    devices = [Device(spec, prepared.setup, backbone, prepared.train_columns, indices)
+               for spec, indices in zip(prepared.specs, prepared.partitions)]
+    return _coordinator(config, prepared, LocalDevicePool(devices), Planner(config.scheme, seed=config.seed), run_dir)
+
+
+def build_ray(config: RunConfig, run_dir: RunDirectory) -> Coordinator:
+    """A coordinator driving one Ray actor per device and a planner actor.
+
+    The frozen backbone and the tokenised training columns are put in the object store once;
+    every device maps them zero-copy.
+    """
+    import ray
+
+    from deft_ray.model import backbone_state_numpy
+
+    prepared = prepare(config)
+    check_cluster_resources(prepared.specs, ray.cluster_resources())
+    backbone_ref = ray.put(backbone_state_numpy(prepared.model))
+    columns_ref = ray.put(prepared.train_columns)
+    device_class = ray.remote(Device)
+    handles = {}
+    for spec, indices in zip(prepared.specs, prepared.partitions):
+        options = dict(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, name=None, max_restarts=0)
+        if spec.ray_memory_bytes:
+            options["memory"] = spec.ray_memory_bytes
+        if spec.resources:
+            options["resources"] = dict(spec.resources)
+        handles[spec.name] = device_class.options(**options).remote(spec, prepared.setup, backbone_ref,
+                                                                    columns_ref, indices)
+    names = {handle.name.remote(): name for name, handle in handles.items()}
+    ready, pending = ray.wait(list(names), num_returns=len(names), timeout=DEVICE_STARTUP_TIMEOUT_S)
+    if pending:
+        raise RoundError(f"{len(pending)} of {len(names)} device actors did not start within "
+                         f"{DEVICE_STARTUP_TIMEOUT_S:.0f} s (set DEFT_RAY_STARTUP_TIMEOUT_S); check the cluster has "
+                         "the CPUs/GPUs/resources the device groups ask for (`ray status`)")
+    ray.get(ready, timeout=DEVICE_STARTUP_TIMEOUT_S)  # surfaces a device that failed to build
+    planner = ray.remote(Planner).options(num_cpus=0).remote(config.scheme, seed=config.seed)
+    return _coordinator(config, prepared, RayDevicePool(handles), RayPlanner(planner), run_dir)
+
+
+def check_cluster_resources(specs, available: Mapping[str, float]) -> None:
+    """Fail fast, naming what is missing, when the devices ask for more than the cluster has."""
+    wanted: dict[str, float] = {}
+    for spec in specs:
+        for name, amount in (("CPU", spec.num_cpus), ("GPU", spec.num_gpus), *spec.resources.items()):
+            wanted[name] = wanted.get(name, 0.0) + amount
+    short = {name: (amount, available.get(name, 0.0)) for name, amount in wanted.items()
+             if amount > available.get(name, 0.0) + 1e-9}
+    if short:
+        detail = "; ".join(f"{name}: devices ask for {need:g}, cluster has {have:g}" for name, (need, have) in short.items())
+        raise InputError("devices", f"{len(specs)} devices", f"need more resources than the cluster has ({detail})",
+                         "lower the device groups' num_cpus/num_gpus/resources or add nodes")
+
+
+def _coordinator(config, prepared: Prepared, pool, planner, run_dir: RunDirectory) -> Coordinator:
+    run_dir.create(config)
+    return Coordinator(config=config, model=prepared.model, profile=prepared.profile, specs=prepared.specs,
+                       pool=pool, planner=planner, evaluation=prepared.evaluation, run_dir=run_dir,
+                       events=prepared.events)
+
+
+class RayDevicePool:
+    """Device actors: the adapter is ``ray.put`` once per round, uploads are taken as they arrive."""
+
+    def __init__(self, handles: Mapping[str, Any]):
+        self.handles = dict(handles)
+
+    def train(self, orders, adapter, *, timeout_s):
+        import ray
+
+        adapter_ref = ray.put(dict(adapter))
+        start = time.perf_counter()
+        pending = {self.handles[name].train.remote(order, adapter_ref): name for name, order in orders.items()}
+        arrivals = []
+        while pending:
+            remaining = timeout_s - (time.perf_counter() - start)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(remaining, 0.0))
+            if not ready:
+                raise RoundError(f"devices {sorted(pending.values())} sent nothing within round_timeout_s = "
+                                 f"{timeout_s:.0f} s; raise round_timeout_s or check those devices")
+            ref = ready[0]
+            arrivals.append((ray.get(ref, timeout=timeout_s), time.perf_counter() - start))
+            del pending[ref]
+        return arrivals
+
+
+class RayPlanner:
+    def __init__(self, handle):
+        self.handle = handle
+
+    def plan(self, instance, round_idx):
+        import ray
+
+        return ray.get(self.handle.plan.remote(instance, round_idx), timeout=PLAN_TIMEOUT_S)

@@ -1,0 +1,83 @@
+"""Frozen records that cross actor boundaries: what a device is, what it is asked, what it returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    """One emulated device, fixed for the run."""
+
+    name: str
+    compute_scale: float
+    """Emulated compute time = this x the reference (profile) time."""
+    memory_budget_bytes: float
+    distance_m: float
+    tx_power_w: float
+    num_cpus: float = 0.0
+    num_gpus: float = 0.0
+    ray_memory_bytes: float | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkOrder:
+    """A device's job for one round (1-based ``round_idx``)."""
+
+    round_idx: int
+    blocks: tuple[int, ...]
+    bandwidth_hz: float
+    rate_bps: float
+    """Uplink rate at that bandwidth this round (channel and fading included)."""
+    planned_compute_s: float
+    """Profile prediction ``compute_scale * compute_s`` of the lowest block: the emulated compute
+    time under the virtual clock."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockUpload:
+    """What a device sends back: the gradients of its blocks and how long everything took."""
+
+    device: str
+    round_idx: int
+    blocks: tuple[int, ...]
+    gradients: Mapping[str, np.ndarray]
+    loss: float
+    measured_compute_s: float
+    """Real seconds of forward + backward on this host."""
+    compute_s: float
+    """Emulated compute seconds (virtual: the profile's; realtime: measured x compute_scale)."""
+    upload_s: float
+    """Emulated transmission seconds, payload_bits / rate."""
+    payload_bits: float
+    peak_memory_bytes: float
+
+    @property
+    def latency_s(self) -> float:
+        return self.compute_s + self.upload_s
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRecord:
+    """One line of ``metrics.jsonl``."""
+
+    round: int
+    emulated_time_s: float
+    wall_s: float
+    plan: Mapping[str, Any]
+    planned_latency_s: float
+    measured_latency_s: float
+    devices: Mapping[str, Mapping[str, Any]]
+    bottleneck_device: str
+    loss: float
+    evaluation: Mapping[str, float] | None = None
+    events: tuple[Mapping[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["events"] = list(self.events)
+        return data

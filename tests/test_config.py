@@ -1,0 +1,62 @@
+import subprocess
+import sys
+
+import pytest
+
+from deft_ray.config import RunConfig, apply_overrides, config_from_dict, dump_config, load_config
+from deft_ray.errors import InputError
+
+
+def test_defaults_round_trip_through_yaml(tmp_path):
+    config = RunConfig()
+    dump_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+    assert config.num_devices == 12
+
+
+@pytest.mark.parametrize("data, match", [
+    ({"rounds": 0}, r"rounds = 0: must be positive"),
+    ({"rounds": "ten"}, r"rounds = 'ten': must be a whole number"),
+    ({"roudns": 3}, r"roudns = 3: unknown key; valid keys here: seed, rounds"),
+    ({"network": {"bandwidth_hz": -1}}, r"network.bandwidth_hz = -1: must be positive"),
+    ({"clock": "fast"}, r"clock = 'fast': is not a valid choice; use one of virtual, realtime"),
+    ({"scheme": "best"}, r"scheme = 'best': is not a scheme; use one of crunch, jbba"),
+    ({"data": {"task": "imdb"}}, r"data.task = 'imdb': is not a task"),
+    ({"data": {"data_dir": "/nowhere"}}, r"data.data_dir = '/nowhere': is not a folder"),
+    ({"devices": [{"name": "a", "count": 0}]}, r"devices\[0\].count = 0: must be positive"),
+    ({"devices": [{"count": 2}]}, r"devices\[0\].name"),
+    ({"devices": [{"name": "a", "distance_m": [500, 50]}]}, r"devices\[0\].distance_m = \[500.0, 50.0\]"),
+])
+def test_bad_config_names_field_value_and_fix(data, match):
+    with pytest.raises(InputError, match=match):
+        config_from_dict(data)
+
+
+def test_overrides_use_dotted_keys():
+    config = apply_overrides(RunConfig(), {"data.task": "sst2", "rounds": 7, "seed": None})
+    assert config.data.task == "sst2" and config.rounds == 7 and config.seed == 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--devices", "0"], "--devices = 0: must be at least 1"),
+    (["--rounds", "-1"], "rounds = -1: must be positive"),
+    (["--task", "imdb"], "data.task = 'imdb': is not a task"),
+    (["--scheme", "fastest"], "scheme = 'fastest': is not a scheme"),
+    (["--data-dir", "/nowhere"], "data.data_dir = '/nowhere': is not a folder"),
+    (["--model", "/nowhere/model"], "model.name_or_path = '/nowhere/model': cannot be loaded"),
+    (["--devices", "4"], "devices = 4: scheme 'jbba' gives each device at most one block and the model has 6"),
+    (["--config", "/nowhere.yaml"], "--config = '/nowhere.yaml': no such file"),
+])
+def test_bad_run_options_exit_2_with_one_line_before_ray_starts(argv, message):
+    result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "run", *argv], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_bad_yaml_says_where(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("rounds: 3\ndata: [unclosed\n")
+    with pytest.raises(InputError, match=r"--config line \d+ = .*: is not valid YAML"):
+        load_config(path)
