@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except DeftRayError as error:
         print(f"deft-ray: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return error.exit_code
 
 
 # ------------------------------------------------------------------------------------------ plan

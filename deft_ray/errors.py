@@ -11,8 +11,11 @@ class DeftRayError(Exception):
     """Base class of every deft-ray error.
 
     ``__reduce__`` rebuilds the exception from its message, so it survives being raised in a Ray
-    actor and re-raised in the driver.
+    actor and re-raised in the driver. ``exit_code`` is what the CLI exits with: 2 for bad input,
+    1 for a run that failed.
     """
+
+    exit_code = 2
 
     def __reduce__(self):
         return (_rebuild, (type(self), str(self)))

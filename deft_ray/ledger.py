@@ -6,17 +6,19 @@ early keeps every round it finished.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from deft_ray.config import RunConfig, dump_config
+from deft_ray.planners import BlockCost
 from deft_ray.records import RoundRecord
 
 
 class RunDirectory:
-    """``DIR/config.yaml``, ``DIR/metrics.jsonl``, ``DIR/summary.json``, ``DIR/adapter/``,
-    ``DIR/checkpoints/`` and ``DIR/plots/``."""
+    """``DIR/config.yaml``, ``DIR/profile.json``, ``DIR/metrics.jsonl``, ``DIR/summary.json``,
+    ``DIR/adapter/``, ``DIR/checkpoints/`` and ``DIR/plots/``."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -52,6 +54,11 @@ class RunDirectory:
         from deft_ray.plots import load_ledger
 
         return load_ledger(self.metrics_path)
+
+    def write_profile(self, profile: Sequence[BlockCost], *, source: str) -> None:
+        """The block profile the planner used, in the Instance JSON's block format."""
+        data = {"source": source, "blocks": [dataclasses.asdict(block) for block in profile]}
+        (self.root / "profile.json").write_text(json.dumps(data, indent=1) + "\n")
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         (self.root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -11,14 +11,16 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from deft_ray.actors.coordinator import RoundError
 from deft_ray.config import RunConfig, apply_overrides, load_config
-from deft_ray.errors import InputError
+from deft_ray.errors import DeftRayError, InputError
+from deft_ray.records import RoundRecord
 
 
 def resize_population(config: RunConfig, num_devices: int) -> RunConfig:
@@ -74,29 +76,86 @@ def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool =
 
     console = console or Console()
     run_dir = RunDirectory(out_dir or default_out_dir(config))
-    if use_ray:
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(log_to_driver=False)
     console.print(f"deft-ray: {config.num_devices} devices, scheme {config.scheme}, task {config.data.task}, "
                   f"{config.rounds} rounds, {config.clock} clock")
-    coordinator = (build_ray if use_ray else build_local)(config, run_dir)
+    from deft_ray.actors.launch import load_config_task
+
+    task = load_config_task(config)  # bad data fails here, before Ray starts
+    stream = _ray_stream(config, run_dir, task) if use_ray else _local_stream(config, run_dir, task)
     columns = (TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
+    summary: dict[str, Any] = {}
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("rounds", total=config.rounds, status="")
-        for record in coordinator.run():
-            line = (f"round {record.round:4d}  planned {record.planned_latency_s:.3f} s  measured "
-                    f"{record.measured_latency_s:.3f} s  bottleneck {record.bottleneck_device}  loss {record.loss:.4f}")
-            if record.evaluation:
-                line += "  " + "  ".join(f"{k} {v:.4f}" for k, v in record.evaluation.items())
-            progress.console.print(line)
-            progress.update(task, advance=1, status=f"loss {record.loss:.3f}")
-    summary = coordinator.summary
+        task = progress.add_task("rounds", total=config.rounds, status="starting devices")
+        for item in stream:
+            if not isinstance(item, RoundRecord):
+                summary = item
+                continue
+            progress.console.print(_round_line(item))
+            progress.update(task, advance=1, status=f"loss {item.loss:.3f}")
     print_summary(summary, console)
     console.print(f"run directory: {run_dir.root.resolve()}")
     return summary
+
+
+def _round_line(record: RoundRecord) -> str:
+    line = (f"round {record.round:4d}  planned {record.planned_latency_s:.3f} s  measured "
+            f"{record.measured_latency_s:.3f} s  bottleneck {record.bottleneck_device}  loss {record.loss:.4f}")
+    if record.evaluation:
+        line += "  " + "  ".join(f"{k} {v:.4f}" for k, v in record.evaluation.items())
+    return line
+
+
+def _local_stream(config: RunConfig, run_dir, task) -> Iterator[RoundRecord | dict]:
+    from deft_ray.actors.launch import build_local
+
+    coordinator = build_local(config, run_dir, task)
+    yield from coordinator.run()
+    yield coordinator.summary
+
+
+def _ray_stream(config: RunConfig, run_dir, task) -> Iterator[RoundRecord | dict]:
+    """Start (or join) Ray, spawn the coordinator actor on this node (so the run directory is
+    written where this process runs) and stream its records, each within the round timeout."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from deft_ray.actors.launch import DEVICE_STARTUP_TIMEOUT_S, PLAN_TIMEOUT_S, CoordinatorActor
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    coordinator = ray.remote(CoordinatorActor).options(num_cpus=0, scheduling_strategy=here, max_restarts=0)
+    try:
+        actor = coordinator.remote(config, str(run_dir.root.resolve()), task)
+        ray.get(actor.ready.remote(), timeout=DEVICE_STARTUP_TIMEOUT_S + 600)
+        records = actor.run.remote()
+        while True:
+            ready, _ = ray.wait([records], timeout=config.round_timeout_s + PLAN_TIMEOUT_S)
+            if not ready:
+                raise RoundError(f"no round finished within round_timeout_s = {config.round_timeout_s:.0f} s; "
+                                 "raise round_timeout_s or check the devices (`ray status`)")
+            try:
+                ref = next(records)
+            except StopIteration:
+                return
+            yield ray.get(ref, timeout=60)
+    except ray.exceptions.RayError as error:
+        raise _project_error(error) from None
+
+
+def _project_error(error: BaseException) -> BaseException:
+    """The deft-ray error behind Ray's wrappers (a task error, an actor that died in its
+    constructor), so the user sees its one-line message; else the Ray error itself."""
+    import ray
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, DeftRayError) and not isinstance(seen, ray.exceptions.RayError):
+            return seen
+        cause = getattr(seen, "cause", None)
+        seen = cause if isinstance(cause, BaseException) else seen.__cause__
+    return error
 
 
 def print_summary(summary: Mapping[str, Any], console: Console) -> None:

@@ -55,6 +55,21 @@ def test_bad_run_options_exit_2_with_one_line_before_ray_starts(argv, message):
     assert len(lines) == 1 and message in lines[0]
 
 
+def test_malformed_tsv_row_exits_2_before_ray_starts(tmp_path):
+    folder = tmp_path / "glue" / "sst2"
+    folder.mkdir(parents=True)
+    rows = "sentence1\tsentence2\tlabel\ngood movie\t\t1\nbad movie\t\tseven\n"
+    for split in ("train", "validation"):
+        (folder / f"{split}.tsv").write_text(rows)
+    result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "run", "--task", "sst2", "--data-dir",
+                             str(tmp_path / "glue"), "--out", str(tmp_path / "run")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("train.tsv line 3 = 'seven': label is not a class id in 0..1; "
+                                          "fix the label in that row")
+    assert "Traceback" not in result.stderr and "Started a local Ray" not in result.stderr
+
+
 def test_bad_yaml_says_where(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("rounds: 3\ndata: [unclosed\n")

@@ -31,6 +31,8 @@ class RoundError(DeftRayError):
     Example scenario: a device's upload did not arrive within ``round_timeout_s``.
     """
 
+    exit_code = 1
+
 
 class DevicePool(Protocol):
     """Runs one round's work orders on the devices and returns each upload with the wall seconds
@@ -73,7 +75,7 @@ class Coordinator:
 
     def __init__(self, *, config: RunConfig, model: Any, profile: Sequence[BlockCost], specs: Sequence[DeviceSpec],
                  pool: DevicePool, planner: PlannerLike, evaluation: Evaluation, run_dir: RunDirectory,
-                 events: Sequence[Mapping[str, Any]] = ()):
+                 events: Sequence[Mapping[str, Any]] = (), server_stream: Any = None):
         import torch
 
         self.config = config
@@ -84,6 +86,8 @@ class Coordinator:
         self.planner = planner
         self.evaluation = evaluation
         self.run_dir = run_dir
+        self.server_stream = server_stream
+        """Batches for the head when it is trained at the server (``head_with="server"``)."""
         self.rng = np.random.default_rng(config.seed)
         parameters = list(model.named_trainable_parameters().values())
         if config.optimizer.name == "adamw":
@@ -178,10 +182,10 @@ class Coordinator:
         """
         import torch
 
-        counts = np.zeros(self.model.num_blocks + (1 if self.model.head_block is not None else 0), dtype=int)
+        counts = np.zeros(self.model.num_blocks, dtype=int)
         for upload in uploads:
             counts[list(upload.blocks)] += 1
-        if self.model.head_block is None and np.any(counts != 1):
+        if np.any(counts != 1):
             raise RoundError(f"round {uploads[0].round_idx}: block gradient counts {counts.tolist()}, "
                              "every block must arrive exactly once")
         parameters = self.model.named_trainable_parameters()
@@ -189,27 +193,17 @@ class Coordinator:
         for upload in uploads:
             for name, gradient in upload.gradients.items():
                 parameters[name].grad = torch.from_numpy(np.array(gradient)).to(parameters[name].device)
+        if self.model.head_block is not None:  # head_with="server": the server trains the head itself
+            head, _ = self.model.block_gradients([self.model.head_block], self.server_stream.next_batch())
+            for name, gradient in head.items():
+                parameters[name].grad = gradient
         missing = [name for name, p in parameters.items() if p.grad is None]
         assert not missing, f"no gradient for {missing[:3]}"
         self.optimizer.step()
         return float(np.mean([upload.loss for upload in uploads]))
 
     def evaluate(self) -> dict[str, float]:
-        import torch
-
-        from deft_ray.data import compute_metrics
-
-        columns = self.evaluation.columns
-        size = len(columns["labels"])
-        outputs = []
-        for start in range(0, size, EVAL_BATCH_SIZE):
-            batch = {k: torch.from_numpy(np.ascontiguousarray(v[start:start + EVAL_BATCH_SIZE]))
-                     for k, v in columns.items()}
-            outputs.append(self.model.evaluate_logits(batch).cpu().numpy())
-        predictions = np.concatenate(outputs)
-        if self.evaluation.spec.is_regression:
-            predictions = predictions.reshape(-1)
-        return compute_metrics(self.evaluation.spec, predictions, columns["labels"])
+        return evaluate_adapter(self.model, self.evaluation)
 
     def finish(self) -> dict[str, Any]:
         """Save the adapter with its head, the summary and the plots; return the summary."""
@@ -218,6 +212,23 @@ class Coordinator:
         self.run_dir.write_summary(summary)
         self.run_dir.write_plots(self.evaluation.spec.metric_names[0])
         return summary
+
+
+def evaluate_adapter(model: Any, evaluation: Evaluation) -> dict[str, float]:
+    """Score the model on the validation columns with the task's GLUE metrics."""
+    import torch
+
+    from deft_ray.data import compute_metrics
+
+    columns = evaluation.columns
+    outputs = []
+    for start in range(0, len(columns["labels"]), EVAL_BATCH_SIZE):
+        batch = {k: torch.from_numpy(np.ascontiguousarray(v[start:start + EVAL_BATCH_SIZE])) for k, v in columns.items()}
+        outputs.append(model.evaluate_logits(batch).cpu().numpy())
+    predictions = np.concatenate(outputs)
+    if evaluation.spec.is_regression:
+        predictions = predictions.reshape(-1)
+    return compute_metrics(evaluation.spec, predictions, columns["labels"])
 
 
 def summarize(config: RunConfig, records: Sequence[RoundRecord]) -> dict[str, Any]:

@@ -19,6 +19,8 @@ class MemoryBudgetError(DeftRayError):
     Example scenario: a planner bug, or a profile that under-states a block's memory.
     """
 
+    exit_code = 1
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceSetup:

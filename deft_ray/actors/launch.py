@@ -18,7 +18,7 @@ from deft_ray.actors.device import Device, DeviceSetup
 from deft_ray.actors.planner import Planner
 from deft_ray.channel import dbm_to_w
 from deft_ray.config import RunConfig
-from deft_ray.errors import InputError
+from deft_ray.errors import DeftRayError, InputError
 from deft_ray.ledger import RunDirectory
 from deft_ray.planners import BlockCost, make_monotone
 from deft_ray.records import DeviceSpec
@@ -62,21 +62,20 @@ def device_specs(config: RunConfig, profile: tuple[BlockCost, ...]) -> tuple[Dev
     return tuple(specs)
 
 
-def prepare(config: RunConfig) -> Prepared:
-    """Load and tokenise the task, split it across devices, load the model and its block profile."""
+def prepare(config: RunConfig, task: Any = None) -> Prepared:
+    """Load (unless given) and tokenise the task, split it across devices, load the model and its
+    block profile."""
     import datasets
     import torch
     from transformers import AutoTokenizer
 
     from deft_ray.costs import load_profile
-    from deft_ray.data import load_task, partition_indices, tokenize
+    from deft_ray.data import partition_indices, tokenize
     from deft_ray.model import BlockModel, LoraSpec, default_model_path, profile_blocks
 
     datasets.disable_progress_bars()
     model_path = config.model.name_or_path or default_model_path()
-    task = load_task(config.data.task, data_dir=config.data.data_dir, seed=config.seed,
-                     max_train_examples=config.data.max_train_examples,
-                     max_eval_examples=config.data.max_eval_examples)
+    task = task or load_config_task(config)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
     except OSError as error:
@@ -98,7 +97,12 @@ def prepare(config: RunConfig) -> Prepared:
     else:
         rows = np.arange(min(config.data.batch_size, len(train_columns["labels"])))
         batch = {k: torch.from_numpy(v[rows]) for k, v in train_columns.items()}
-        measured = profile_blocks(model, batch, repeats=3, warmup=1)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as a device computes: one thread each
+        try:
+            measured = profile_blocks(model, batch, repeats=3, warmup=1)
+        finally:
+            torch.set_num_threads(threads)
         profile = tuple(BlockCost(**row) for row in measured)
         events.append({"kind": "profile_measured", "detail": f"{len(profile)} blocks, block 0 "
                        f"{profile[0].compute_s:.3f} s, last {profile[-1].compute_s:.3f} s"})
@@ -117,6 +121,15 @@ def prepare(config: RunConfig) -> Prepared:
                     evaluation=Evaluation(spec=task.spec, columns=validation), events=tuple(events))
 
 
+def load_config_task(config: RunConfig):
+    """The run's task data, every row checked (bad rows raise :class:`InputError`)."""
+    from deft_ray.data import load_task
+
+    return load_task(config.data.task, data_dir=config.data.data_dir, seed=config.seed,
+                     max_train_examples=config.data.max_train_examples,
+                     max_eval_examples=config.data.max_eval_examples)
+
+
 def _instance_probe(profile):
     from deft_ray.planners import DeviceState, Instance
 
@@ -124,18 +137,18 @@ def _instance_probe(profile):
     return Instance(bandwidth_hz=1.0, blocks=tuple(profile), devices=(probe,))
 
 
-def build_local(config: RunConfig, run_dir: RunDirectory) -> Coordinator:
+def build_local(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coordinator:
     """A coordinator whose devices and planner live in this process (no Ray): tests, debugging."""
     from deft_ray.model import backbone_state_numpy
 
-    prepared = prepare(config)
+    prepared = prepare(config, task)
     backbone = backbone_state_numpy(prepared.model)
     devices = [Device(spec, prepared.setup, backbone, prepared.train_columns, indices)
                for spec, indices in zip(prepared.specs, prepared.partitions)]
     return _coordinator(config, prepared, LocalDevicePool(devices), Planner(config.scheme, seed=config.seed), run_dir)
 
 
-def build_ray(config: RunConfig, run_dir: RunDirectory) -> Coordinator:
+def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coordinator:
     """A coordinator driving one Ray actor per device and a planner actor.
 
     The frozen backbone and the tokenised training columns are put in the object store once;
@@ -145,7 +158,7 @@ def build_ray(config: RunConfig, run_dir: RunDirectory) -> Coordinator:
 
     from deft_ray.model import backbone_state_numpy
 
-    prepared = prepare(config)
+    prepared = prepare(config, task)
     check_cluster_resources(prepared.specs, ray.cluster_resources())
     backbone_ref = ray.put(backbone_state_numpy(prepared.model))
     columns_ref = ray.put(prepared.train_columns)
@@ -170,6 +183,30 @@ def build_ray(config: RunConfig, run_dir: RunDirectory) -> Coordinator:
     return _coordinator(config, prepared, RayDevicePool(handles), RayPlanner(planner), run_dir)
 
 
+class CoordinatorActor:
+    """The coordinator as a Ray actor (a plain class, wrapped with ``ray.remote`` by the runner).
+
+    It builds its device and planner actors itself, then :meth:`run` streams one
+    :class:`~deft_ray.records.RoundRecord` per round and, last, the run's summary.
+    """
+
+    def __init__(self, config: RunConfig, run_dir: str, task: Any = None):
+        self.error: DeftRayError | None = None
+        try:
+            self.coordinator = build_ray(config, RunDirectory(run_dir), task=task)
+        except DeftRayError as error:  # kept, so ready() raises it as a plain task error
+            self.error = error
+
+    def ready(self) -> bool:
+        if self.error is not None:
+            raise self.error
+        return True
+
+    def run(self):
+        yield from self.coordinator.run()
+        yield self.coordinator.summary
+
+
 def check_cluster_resources(specs, available: Mapping[str, float]) -> None:
     """Fail fast, naming what is missing, when the devices ask for more than the cluster has."""
     wanted: dict[str, float] = {}
@@ -186,9 +223,17 @@ def check_cluster_resources(specs, available: Mapping[str, float]) -> None:
 
 def _coordinator(config, prepared: Prepared, pool, planner, run_dir: RunDirectory) -> Coordinator:
     run_dir.create(config)
+    run_dir.write_profile(prepared.profile, source=config.profile or "measured at start-up, one thread, made monotone")
+    server_stream = None
+    if prepared.model.head_block is not None:
+        from deft_ray.actors.device import TensorTable
+        from deft_ray.data import BatchStream
+
+        server_stream = BatchStream(TensorTable(prepared.train_columns), np.arange(len(prepared.train_columns["labels"])),
+                                    batch_size=config.data.batch_size, seed=config.seed)
     return Coordinator(config=config, model=prepared.model, profile=prepared.profile, specs=prepared.specs,
                        pool=pool, planner=planner, evaluation=prepared.evaluation, run_dir=run_dir,
-                       events=prepared.events)
+                       events=prepared.events, server_stream=server_stream)
 
 
 class RayDevicePool:

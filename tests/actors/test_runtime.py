@@ -59,6 +59,14 @@ def test_ray_run_with_device_actors(tiny_bert, tmp_path, ray_local):
     check_run_directory(tmp_path / "run", config, num_blocks=4)
 
 
+def test_error_inside_the_coordinator_actor_reaches_the_user_as_itself(tiny_bert, tmp_path, ray_local):
+    from deft_ray.errors import InputError
+
+    config = tiny_config(tiny_bert, profile="roberta-base_h200_fp32")  # 12 blocks for a 4-layer model
+    with pytest.raises(InputError, match=r"^profile = 'roberta-base_h200_fp32': has 12 blocks but the model has 4"):
+        run(config, out_dir=tmp_path / "run", use_ray=True)
+
+
 def test_adapter_loads_with_the_base_model_alone(tiny_bert, tmp_path):
     import torch
     from peft import PeftModel
@@ -104,3 +112,17 @@ def test_resize_population_keeps_the_mix():
     resized = resize_population(config, 24)
     assert resized.num_devices == 24 and [g.count for g in resized.devices] == [8, 8, 8]
     assert resize_population(config, 5).num_devices == 5
+
+
+def test_head_trained_at_the_server(tiny_bert, tmp_path):
+    config = tiny_config(tiny_bert, rounds=2, model={"name_or_path": tiny_bert, "max_length": 24, "head_with": "server"})
+    run(config, out_dir=tmp_path / "run", use_ray=False)
+    check_run_directory(tmp_path / "run", config, num_blocks=4)
+
+
+def test_shipped_default_config_is_the_default():
+    from pathlib import Path
+
+    from deft_ray.config import load_config
+
+    assert load_config(Path(__file__).resolve().parents[2] / "configs" / "default.yaml") == RunConfig()
