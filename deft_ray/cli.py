@@ -31,7 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="plan one round of an Instance JSON with a scheme",
                                description="Plan one round: which device trains which block, and each "
                                            "device's bandwidth.")
-    plan.add_argument("--instance", required=True, metavar="FILE", help="Instance JSON (see DESIGN.md)")
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--instance", metavar="FILE", help="Instance JSON (see DESIGN.md)")
+    source.add_argument("--profile", metavar="FILE", help="a block profile (deft-ray profile, or a packaged name); "
+                        "plans for a random paper-like population of --devices devices drawn with --seed")
+    plan.add_argument("--devices", type=int, default=20, metavar="K", help="population size with --profile (default: 20)")
     plan.add_argument("--scheme", default="jbba", metavar="NAME",
                       help="a scheme name, or 'all' to compare every scheme (default: jbba)")
     plan.add_argument("--json", action="store_true", help="print the Plan JSON (a list with --scheme all)")
@@ -52,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--clock", choices=["virtual", "realtime"])
     run.add_argument("--local", action="store_true", help="run devices in this process, without Ray (debugging)")
     run.set_defaults(handler=_run_command)
+
+    profile = commands.add_parser("profile", help="measure a model's per-block compute time and memory",
+                                  description="Measure each block's forward + backward-to-it time and memory.")
+    profile.add_argument("--model", default="", metavar="NAME_OR_PATH", help="default: the packaged MiniLM")
+    profile.add_argument("--batch", type=int, default=16, metavar="B")
+    profile.add_argument("--seq", type=int, default=128, metavar="S")
+    profile.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    profile.add_argument("--repeats", type=int, default=5, metavar="N")
+    profile.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
+    profile.add_argument("--out", metavar="FILE", help="profile JSON (default: stdout)")
+    profile.set_defaults(handler=_profile_command)
     return parser
 
 
@@ -69,7 +84,10 @@ def _plan_command(args: argparse.Namespace) -> int:
     from deft_ray.errors import InfeasibleError, TooLargeError
     from deft_ray.planners import Instance, get_scheme, scheme_names, solve
 
-    instance = Instance.from_json(_read_text(args.instance, "--instance"), source=args.instance)
+    if args.instance:
+        instance = Instance.from_json(_read_text(args.instance, "--instance"), source=args.instance)
+    else:
+        instance = _profile_instance(args.profile, args.devices, args.seed)
     names = scheme_names() if args.scheme == "all" else [args.scheme]
     if args.scheme != "all":
         get_scheme(args.scheme)  # an unknown name fails here, listing the valid ones
@@ -105,6 +123,29 @@ def _run_command(args: argparse.Namespace) -> int:
         "model.name_or_path": args.model, "seed": args.seed, "clock": args.clock}, num_devices=args.devices)
     run(config, out_dir=args.out, use_ray=not args.local)
     return 0
+
+
+# --------------------------------------------------------------------------------------- profile
+def _profile_command(args: argparse.Namespace) -> int:
+    from deft_ray.profiling import measure_profile, write_profile
+
+    profile = measure_profile(args.model, batch_size=args.batch, seq_length=args.seq, device=args.device,
+                              repeats=args.repeats, threads=args.threads)
+    write_profile(profile, args.out)
+    if args.out:
+        print(f"deft-ray: wrote {len(profile['blocks'])} blocks to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _profile_instance(profile: str, num_devices: int, seed: int):
+    import numpy as np
+
+    from deft_ray.costs import load_profile
+    from deft_ray.scenario import PopulationSpec, random_instance
+
+    if num_devices < 1:
+        raise InputError("--devices", num_devices, "must be at least 1", "give a positive number of devices")
+    return random_instance(load_profile(profile), PopulationSpec(num_devices=num_devices), np.random.default_rng(seed))
 
 
 def _read_text(path: str, option: str) -> str:

@@ -28,7 +28,7 @@ import shutil
 import statistics
 import time
 import warnings
-from typing import Iterator, Literal, Mapping, Sequence
+from typing import Callable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -296,17 +296,23 @@ def backbone_state_numpy(model: BlockModel | torch.nn.Module) -> dict[str, np.nd
 
 
 def profile_blocks(model: BlockModel, batch: Mapping[str, torch.Tensor], *, repeats: int = 5,
-                   warmup: int = 1) -> list[dict[str, float]]:
+                   warmup: int = 1, on_block: Callable[[int], None] | None = None) -> list[dict[str, float]]:
     """Measure each block in model order, trained alone (PAPER.md section 8).
 
     Returns ``{"compute_s", "memory_bytes", "payload_bits"}`` per block: ``compute_s`` is the
     median time of forward + backward down to the block (gradient extraction included);
     ``memory_bytes`` is the CUDA peak on a GPU, else weights + saved activations + gradients.
+    ``on_block(i)`` is called after each block (for progress bars).
     """
     if repeats < 1 or warmup < 0:
         raise InputError("repeats, warmup", (repeats, warmup), "need repeats >= 1 and warmup >= 0",
                          "use e.g. repeats=5, warmup=1")
-    return [_profile_block(model, i, batch, repeats=repeats, warmup=warmup) for i in range(model.num_blocks)]
+    rows = []
+    for i in range(model.num_blocks):
+        rows.append(_profile_block(model, i, batch, repeats=repeats, warmup=warmup))
+        if on_block is not None:
+            on_block(i)
+    return rows
 
 
 def _profile_block(model: BlockModel, block_idx: int, batch: Mapping[str, torch.Tensor], *,

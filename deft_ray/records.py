@@ -35,7 +35,7 @@ class WorkOrder:
     """Uplink rate at that bandwidth this round (channel and fading included)."""
     planned_compute_s: float
     """Profile prediction ``compute_scale * compute_s`` of the lowest block: the emulated compute
-    time under the virtual clock."""
+    time (under the realtime clock it really elapses, or longer if the real computation is)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class BlockUpload:
     measured_compute_s: float
     """Real seconds of forward + backward on this host."""
     compute_s: float
-    """Emulated compute seconds (virtual: the profile's; realtime: measured x compute_scale)."""
+    """Emulated compute seconds: the profile's prediction, or (realtime) the real time if longer."""
     upload_s: float
     """Emulated transmission seconds, payload_bits / rate."""
     payload_bits: float

@@ -1,10 +1,12 @@
 """Bandwidth-delayed transfers and the two clocks of a run.
 
 An upload of ``payload_bits`` over a share with rate ``R`` takes ``payload_bits / R`` emulated
-seconds. Under the ``virtual`` clock nothing sleeps: the delays are accounted, so runs are fast and
-reproducible. Under the ``realtime`` clock the delay (and a slow device's extra compute time) really
-elapses, scaled by ``time_scale`` wall seconds per emulated second, so arrival order and
-stragglers are real and the measured round latency can be compared with the plan.
+seconds; a device computes for ``compute_scale`` times the profile's time of its lowest block.
+Under the ``virtual`` clock nothing sleeps: the delays are accounted, so runs are fast and
+reproducible. Under the ``realtime`` clock they really elapse, scaled by ``time_scale`` wall
+seconds per emulated second (a device whose real computation takes longer than its emulated
+window is a real straggler), so arrival order is real and the measured round latency, from
+dispatch to the last arrival, can be compared with the plan.
 """
 
 from __future__ import annotations

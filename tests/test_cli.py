@@ -76,3 +76,23 @@ def test_cli_and_planners_do_not_import_torch_or_ray():
             "print(sorted(m for m in ('torch', 'ray', 'transformers', 'cvxpy') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]"
+
+
+def test_profile_writes_a_profile_that_plan_accepts(tiny_bert, tmp_path, capsys):
+    out = tmp_path / "profile.json"
+    assert main(["profile", "--model", tiny_bert, "--batch", "2", "--seq", "16", "--repeats", "1",
+                 "--out", str(out)]) == 0
+    profile = json.loads(out.read_text())
+    assert {"model", "measured_on", "torch", "batch", "seq", "dtype", "blocks", "raw_compute_s"} <= set(profile)
+    blocks = profile["blocks"]
+    assert len(blocks) == 4 and set(blocks[0]) == {"compute_s", "memory_bytes", "payload_bits"}
+    assert all(a["compute_s"] >= b["compute_s"] and a["memory_bytes"] > b["memory_bytes"]
+               for a, b in zip(blocks, blocks[1:]))
+    capsys.readouterr()
+    code, output, _ = run_cli(capsys, "plan", "--profile", str(out), "--devices", "6", "--scheme", "jbba", "--json")
+    assert code == 0 and sorted(b for bs in json.loads(output)["assignment"].values() for b in bs) == [0, 1, 2, 3]
+
+
+def test_plan_from_a_packaged_profile(capsys):
+    code, output, _ = run_cli(capsys, "plan", "--profile", "roberta-large_h200_fp32", "--devices", "30", "--json")
+    assert code == 0 and len(json.loads(output)["assignment"]) == 24

@@ -95,9 +95,14 @@ class Device:
         start = time.perf_counter()
         gradients, loss = self.model.block_gradients(order.blocks, batch)
         measured_s = time.perf_counter() - start
+        # Emulated compute time is the profile's prediction for this device; under the realtime
+        # clock it really elapses (scaled), and a device whose real computation takes longer is a
+        # real straggler: its compute time is what it really took.
         clock = self.setup.clock
-        compute_s = measured_s * self.spec.compute_scale if clock.realtime else order.planned_compute_s
-        clock.elapse(compute_s, already_spent_wall_s=measured_s)
+        compute_s = order.planned_compute_s
+        if clock.realtime:
+            compute_s = max(compute_s, measured_s / clock.time_scale)
+            clock.elapse(compute_s, already_spent_wall_s=measured_s)
         arrays = {name: grad.detach().cpu().numpy() for name, grad in gradients.items()}
         payload_bits = float(sum(array.size * array.itemsize * 8 for array in arrays.values()))
         upload_s = transfer_time_s(payload_bits, order.rate_bps)

@@ -1,0 +1,90 @@
+"""``deft-ray profile``: measure a model's per-block costs into a profile file (PAPER.md section 8).
+
+For each block (one layer's LoRA, alone trainable), the forward pass plus the backward pass down to
+that block is timed ``repeats`` times after a warm-up and the median kept; memory is the CUDA peak
+on a GPU, else the weights plus the activations saved for backward plus the block's gradient. The
+profile is made monotone in depth (noisy timers), and written in the Instance JSON's block format
+with the conditions it was measured under, so ``plan``, ``run`` and ``sweep`` accept it.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from deft_ray.errors import InputError
+
+
+def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length: int = 128,
+                    device: str = "cpu", repeats: int = 5, threads: int | None = None,
+                    console: Console | None = None) -> dict[str, Any]:
+    """Measure every block of ``model_name_or_path`` (LoRA r=8 on query/value, head with the last
+    block) on a batch of random tokens; returns the profile as a JSON-ready dict."""
+    import peft
+    import torch
+    import transformers
+
+    from deft_ray.model import BlockModel, LoraSpec, default_model_path
+    from deft_ray.planners import BlockCost, DeviceState, Instance, make_monotone
+
+    if device not in ("cpu", "cuda"):
+        raise InputError("--device", device, "is not a device", "use cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device", device, "no CUDA device is visible", "use --device cpu")
+    for name, value in (("--batch", batch_size), ("--seq", seq_length), ("--repeats", repeats)):
+        if value < 1:
+            raise InputError(name, value, "must be at least 1", "give a positive number")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    path = model_name_or_path or default_model_path()
+    lora = LoraSpec()
+    try:
+        model = BlockModel.from_pretrained(path, num_labels=2, lora=lora, seed=0).to(device)
+    except OSError as error:
+        raise InputError("--model", path, f"cannot be loaded ({str(error).splitlines()[0][:120]})",
+                         "give a local model folder or a hub id reachable from here") from None
+    config = model.peft_model.config
+    if seq_length + 2 > getattr(config, "max_position_embeddings", seq_length + 2):
+        raise InputError("--seq", seq_length, f"exceeds the model's {config.max_position_embeddings} positions",
+                         "give a shorter sequence length")
+    generator = torch.Generator().manual_seed(0)
+    batch = {"input_ids": torch.randint(5, config.vocab_size, (batch_size, seq_length), generator=generator),
+             "attention_mask": torch.ones(batch_size, seq_length, dtype=torch.long),
+             "labels": torch.randint(0, 2, (batch_size,), generator=generator)}
+
+    from deft_ray.model import profile_blocks
+
+    console = console or Console(stderr=True)
+    columns = (TextColumn("profiling blocks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("blocks", total=model.num_blocks)
+        rows = profile_blocks(model, batch, repeats=repeats, warmup=1, on_block=lambda _: progress.advance(task))
+    raw = [BlockCost(**row) for row in rows]
+    probe = DeviceState(name="probe", compute_scale=1.0, memory_bytes=1.0, spectral_efficiency=1.0)
+    monotone, notes = make_monotone(Instance(bandwidth_hz=1.0, blocks=tuple(raw), devices=(probe,)))
+    where = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())
+    return {
+        "model": path, "measured_on": f"{device}: {where}", "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+        "dtype": "float32", "batch": batch_size, "seq": seq_length, "repeats": repeats,
+        "lora": {"r": lora.rank, "alpha": lora.alpha, "targets": list(lora.target_modules), "head_with": lora.head_with},
+        "note": "compute_s: median of forward + backward to the block, only that block (and the head on the "
+                "last block) trainable; made monotone in depth: " + ("; ".join(notes) or "already monotone"),
+        "raw_compute_s": [block.compute_s for block in raw],
+        "blocks": [{"compute_s": b.compute_s, "memory_bytes": b.memory_bytes, "payload_bits": b.payload_bits}
+                   for b in monotone.blocks],
+    }
+
+
+def write_profile(profile: dict[str, Any], out: str | Path | None) -> None:
+    text = json.dumps(profile, indent=1) + "\n"
+    if out is None:
+        print(text, end="")
+    else:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
