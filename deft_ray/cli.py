@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's)")
     profile.add_argument("--out", metavar="FILE", help="profile JSON (default: stdout)")
     profile.set_defaults(handler=_profile_command)
+
+    sweep = commands.add_parser("sweep", help="round latency of every scheme across a parameter sweep",
+                                description="Evaluate every scheme over random populations along one setting.")
+    sweep.add_argument("--experiment", required=True, metavar="NAME",
+                       help="devices, bandwidth, memory, heterogeneity, distance, solve-time or all")
+    sweep.add_argument("--seeds", type=int, default=50, metavar="N", help="random populations per point (default: 50)")
+    sweep.add_argument("--out", metavar="DIR", help="output folder (default: runs/sweep-<time>)")
+    sweep.add_argument("--config", metavar="FILE", help="sweep settings YAML (default: configs/sweep.yaml's values)")
+    sweep.set_defaults(handler=_sweep_command)
     return parser
 
 
@@ -134,6 +143,19 @@ def _profile_command(args: argparse.Namespace) -> int:
     write_profile(profile, args.out)
     if args.out:
         print(f"deft-ray: wrote {len(profile['blocks'])} blocks to {args.out}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------- sweep
+def _sweep_command(args: argparse.Namespace) -> int:
+    import time
+
+    from deft_ray.sweep import load_sweep_settings, run_sweep
+
+    settings = load_sweep_settings(args.config)
+    out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    paths = run_sweep(args.experiment, seeds=args.seeds, out_dir=out, settings=settings)
+    print(f"deft-ray: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0
 
 

@@ -183,7 +183,7 @@ def _validate(config: RunConfig) -> RunConfig:
 
 
 # ----------------------------------------------------------------------------------- loading
-def _build(cls: type, data: Any, path: str) -> Any:
+def build_dataclass(cls: type, data: Any, path: str) -> Any:
     """Build dataclass ``cls`` from a mapping, checking keys and types field by field."""
     if not isinstance(data, Mapping):
         raise InputError(path or "config", data, "must be a mapping", "write it as `key: value` lines")
@@ -210,7 +210,7 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(inner, value, path)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, path)
+        return build_dataclass(hint, value, path)
     if origin is Literal:
         if value not in args:
             raise InputError(path, value, "is not a valid choice", f"use one of {', '.join(map(str, args))}")
@@ -250,7 +250,7 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
 
 def config_from_dict(data: Mapping[str, Any]) -> RunConfig:
     """Build and validate a :class:`RunConfig` from a (YAML-parsed) mapping."""
-    return _validate(_build(RunConfig, data or {}, ""))
+    return _validate(build_dataclass(RunConfig, data or {}, ""))
 
 
 def load_config(path: str | Path | None) -> RunConfig:

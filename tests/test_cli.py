@@ -96,3 +96,18 @@ def test_profile_writes_a_profile_that_plan_accepts(tiny_bert, tmp_path, capsys)
 def test_plan_from_a_packaged_profile(capsys):
     code, output, _ = run_cli(capsys, "plan", "--profile", "roberta-large_h200_fp32", "--devices", "30", "--json")
     assert code == 0 and len(json.loads(output)["assignment"]) == 24
+
+
+def test_sweep_command_writes_csv_and_png(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "sweep", "--experiment", "bandwidth",
+                             "--seeds", "2", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    header = (tmp_path / "bandwidth.csv").read_text().splitlines()[0]
+    assert header == "experiment,x,scheme,seed,round_latency_s,solve_time_s"
+    assert (tmp_path / "bandwidth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_rejects_unknown_experiments():
+    result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "sweep", "--experiment", "speed"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "unknown experiment 'speed'; valid experiments: devices" in result.stderr
