@@ -59,21 +59,30 @@ class RandomMatching(MatchingBaseline):
 
 @register_scheme
 class Greedy(MatchingBaseline):
-    """B4: blocks from the most expensive (block 0) down, each to the unassigned device that would
-    finish it soonest at the equal share. Blocks nearer the input also need the most memory, so
-    the memory-feasible device sets grow along the way and greedy never gets stuck when a
-    matching exists. O(N K)."""
+    """B4: blocks from the most expensive (block 0) down, each to the fastest free device that can
+    hold it, fastest meaning the smallest compute scale (ties: the better channel). O(N K).
+
+    It ranks devices by compute alone, as a classic scheduler would. Ranking them instead by each
+    pair's full latency at the equal share would be exact for the matching problem: with latency
+    monotone in depth for every device and nested memory sets, an exchange argument shows that
+    giving each block, deepest first, to the free device that finishes it soonest is optimal
+    (swapping it into any optimal matching never raises the bottleneck). That is CRUNCH's optimum,
+    so it is no baseline; tests use it as a second oracle for CRUNCH.
+    """
 
     name = "greedy"
-    summary = "most expensive block to the fastest free device, equal bandwidth shares"
+    summary = "most expensive block to the fastest-computing free device, equal bandwidth shares"
 
     def match(self, instance, rng):
-        latency = np.where(instance.memory_feasible(), pair_latency_s(instance, equal_shares(instance)), np.inf)
+        rate = instance.channel().rate_bps(equal_shares(instance))
+        order = np.lexsort((-rate, instance.compute_scales()))  # by compute scale, then channel
+        feasible = instance.memory_feasible()
+        free = np.ones(instance.num_devices, dtype=bool)
         device_of_block = np.empty(instance.num_blocks, dtype=int)
         for block in range(instance.num_blocks):
-            device = int(np.argmin(latency[:, block]))
+            device = next(int(k) for k in order if free[k] and feasible[k, block])
             device_of_block[block] = device
-            latency[device, :] = np.inf
+            free[device] = False
         return device_of_block
 
 

@@ -41,9 +41,13 @@ def test_random_is_seeded():
     assert len({tuple(sorted(p.items())) for p in plans.values()}) > 1
 
 
-def test_greedy_puts_the_deepest_block_on_the_fastest_device():
-    plan = solve(make_instance(num_blocks=2, num_devices=3), "greedy")
-    assert plan.assignment == {"d0": (0,), "d1": (1,)}
+def test_greedy_puts_the_deepest_block_on_the_fastest_computing_device():
+    instance = make_instance(num_blocks=2, num_devices=3)
+    instance = instance.__class__(bandwidth_hz=1e6, blocks=instance.blocks, devices=(
+        make_device("slow", compute_scale=3.0, spectral_efficiency=9.0),
+        make_device("fast", compute_scale=1.0, spectral_efficiency=0.5),
+        make_device("mid", compute_scale=2.0, spectral_efficiency=9.0)))
+    assert solve(instance, "greedy").assignment == {"fast": (0,), "mid": (1,)}
 
 
 def test_depth_unaware_ignores_depth():

@@ -77,3 +77,30 @@ def test_unequal_payloads_fall_back_to_matching_check():
     feasible = np.ones_like(latency, dtype=bool)
     assert not is_depth_monotone(latency, feasible)
     assert latency[bottleneck_matching(latency, feasible), [0, 1]].max() == brute_force_bottleneck(latency, feasible)
+
+
+def latency_greedy(latency, feasible):
+    """Deepest block first, each to the free device that finishes it soonest."""
+    free = np.ones(latency.shape[0], dtype=bool)
+    chosen = []
+    for block in range(latency.shape[1]):
+        candidates = np.where(free & feasible[:, block], latency[:, block], np.inf)
+        device = int(np.argmin(candidates))
+        chosen.append(latency[device, block])
+        free[device] = False
+    return max(chosen)
+
+
+def test_latency_greedy_is_a_second_exact_oracle(monotone_random_instances):
+    """With latency monotone in depth and nested memory sets, the latency greedy is exact (see
+    Greedy's docstring), so it must reach CRUNCH's bottleneck on every instance, at any size."""
+    from deft_ray.scenario import PopulationSpec, random_instance, synthetic_blocks
+
+    rng = np.random.default_rng(9)
+    large = [random_instance(synthetic_blocks(12, rng), PopulationSpec(num_devices=k), rng) for k in (12, 40, 100)]
+    for instance in [*monotone_random_instances, *large]:
+        latency, feasible = equal_share_problem(instance)
+        if not is_depth_monotone(latency, feasible):
+            continue
+        blocks = np.arange(instance.num_blocks)
+        assert latency[crunch_matching(latency, feasible), blocks].max() == latency_greedy(latency, feasible)
