@@ -54,7 +54,11 @@ class BlockUpload:
     upload_s: float
     """Emulated transmission seconds, payload_bits / rate."""
     payload_bits: float
+    memory_need_bytes: float
+    """The profile's memory need of the blocks, checked against the budget."""
     peak_memory_bytes: float
+    """Measured: the CUDA allocator's peak during the step on a GPU, else the process's peak
+    resident memory (shared backbone pages included)."""
 
     @property
     def latency_s(self) -> float:

@@ -130,7 +130,8 @@ class Coordinator:
             "blocks": list(upload.blocks), "bandwidth_hz": orders[upload.device].bandwidth_hz,
             "compute_s": upload.compute_s, "upload_s": upload.upload_s,
             "measured_compute_s": upload.measured_compute_s, "arrival_s": wall / (self.config.time_scale if clock_realtime else 1.0),
-            "peak_memory_bytes": upload.peak_memory_bytes, "loss": upload.loss,
+            "memory_need_bytes": upload.memory_need_bytes, "peak_memory_bytes": upload.peak_memory_bytes,
+            "loss": upload.loss,
         } for upload, wall in arrivals}
         bottleneck = max(uploads, key=lambda u: u.latency_s).device
         record = RoundRecord(

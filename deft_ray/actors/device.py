@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -92,9 +93,14 @@ class Device:
                 f"budget of {self.spec.memory_budget_bytes:.4g}; the plan must respect memory budgets")
         self.model.load_trainable_state({name: torch.tensor(value) for name, value in adapter.items()})
         batch = self.stream.next_batch()
+        on_gpu = self.model.device.type == "cuda"
+        if on_gpu:
+            torch.cuda.reset_peak_memory_stats(self.model.device)
         start = time.perf_counter()
         gradients, loss = self.model.block_gradients(order.blocks, batch)
         measured_s = time.perf_counter() - start
+        peak_bytes = (torch.cuda.max_memory_allocated(self.model.device) if on_gpu
+                      else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         # Emulated compute time is the profile's prediction for this device; under the realtime
         # clock it really elapses (scaled), and a device whose real computation takes longer is a
         # real straggler: its compute time is what it really took.
@@ -109,7 +115,8 @@ class Device:
         clock.elapse(upload_s)
         return BlockUpload(device=self.spec.name, round_idx=order.round_idx, blocks=order.blocks,
                            gradients=arrays, loss=loss, measured_compute_s=measured_s, compute_s=compute_s,
-                           upload_s=upload_s, payload_bits=payload_bits, peak_memory_bytes=need)
+                           upload_s=upload_s, payload_bits=payload_bits, memory_need_bytes=need,
+                           peak_memory_bytes=float(peak_bytes))
 
     def stream_state(self) -> dict[str, Any]:
         return self.stream.state_dict()

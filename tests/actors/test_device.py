@@ -1,0 +1,80 @@
+"""The Device class alone, without Ray: blocks, budgets, emulated time on both clocks."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from deft_ray.actors.device import Device, DeviceSetup, MemoryBudgetError
+from deft_ray.model import BlockModel, LoraSpec, backbone_state_numpy
+from deft_ray.records import DeviceSpec, WorkOrder
+from deft_ray.transport import Clock
+
+NUM_EXAMPLES = 32
+
+
+@pytest.fixture(scope="module")
+def shared(tiny_bert):
+    model = BlockModel.from_pretrained(tiny_bert, num_labels=2, lora=LoraSpec(), seed=3)
+    rng = np.random.default_rng(0)
+    columns = {"input_ids": rng.integers(5, 1000, size=(NUM_EXAMPLES, 12)),
+               "attention_mask": np.ones((NUM_EXAMPLES, 12), dtype=np.int64),
+               "labels": rng.integers(0, 2, size=NUM_EXAMPLES)}
+    adapter = {name: value.numpy() for name, value in model.trainable_state().items()}
+    return tiny_bert, backbone_state_numpy(model), columns, adapter, model
+
+
+def make_device(shared, *, budget=1e12, clock=Clock(), scale=2.0):
+    path, backbone, columns, _, _ = shared
+    spec = DeviceSpec(name="d0", compute_scale=scale, memory_budget_bytes=budget, distance_m=100.0, tx_power_w=0.2)
+    setup = DeviceSetup(model_path=path, num_labels=2, lora=LoraSpec(), seed=3, batch_size=4, clock=clock,
+                        block_memory_bytes=(4e8, 3e8, 2e8, 1e8))
+    return Device(spec, setup, backbone, columns, np.arange(NUM_EXAMPLES))
+
+
+def order(blocks, planned_compute_s=0.5, rate_bps=1e6):
+    return WorkOrder(round_idx=1, blocks=tuple(blocks), bandwidth_hz=1e5, rate_bps=rate_bps,
+                     planned_compute_s=planned_compute_s)
+
+
+def test_device_returns_exactly_its_blocks_gradients_and_emulated_times(shared):
+    *_, adapter, model = shared
+    device = make_device(shared)
+    upload = device.train(order([1, 3]), adapter)
+    assert set(upload.gradients) == set(model.block_parameter_names(1) + model.block_parameter_names(3))
+    assert upload.payload_bits == model.block_payload_bits(1) + model.block_payload_bits(3)
+    assert upload.upload_s == pytest.approx(upload.payload_bits / 1e6)
+    assert upload.compute_s == 0.5  # virtual clock: the profile's prediction
+    assert upload.memory_need_bytes == 3e8 and upload.peak_memory_bytes > 0
+
+
+def test_device_refuses_blocks_over_its_memory_budget(shared):
+    device = make_device(shared, budget=2.5e8)
+    with pytest.raises(MemoryBudgetError, match=r"blocks \[1\] need 3e\+08 bytes, above its budget of 2.5e\+08"):
+        device.train(order([1]), shared[3])
+    device.train(order([2]), shared[3])  # 2e8 fits
+
+
+def test_virtual_clock_does_not_sleep_and_realtime_clock_does(shared):
+    adapter = shared[3]
+    start = time.perf_counter()
+    make_device(shared).train(order([3], planned_compute_s=2.0, rate_bps=1e3), adapter)  # ~400 s emulated
+    assert time.perf_counter() - start < 30
+    device = make_device(shared, clock=Clock("realtime", time_scale=0.5))
+    start = time.perf_counter()
+    upload = device.train(order([3], planned_compute_s=0.4, rate_bps=1e9), adapter)
+    elapsed = time.perf_counter() - start
+    assert elapsed >= 0.5 * upload.latency_s - 1e-3
+    assert upload.compute_s >= 0.4
+
+
+def test_batches_differ_between_rounds_and_resume_exactly(shared):
+    device = make_device(shared)
+    state = device.stream_state()
+    first = device.stream.next_batch()["input_ids"]
+    second = device.stream.next_batch()["input_ids"]
+    assert not np.array_equal(first, second)
+    device.load_stream_state(state)
+    assert np.array_equal(device.stream.next_batch()["input_ids"], first)
