@@ -71,28 +71,26 @@ def default_out_dir(config: RunConfig) -> Path:
 def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool = True,
         console: Console | None = None) -> dict[str, Any]:
     """Run every round of ``config``; return the summary. The run directory is printed at the end."""
-    from deft_ray.actors.launch import build_local, build_ray
+    from deft_ray.actors.launch import load_config_task
     from deft_ray.ledger import RunDirectory
 
     console = console or Console()
     run_dir = RunDirectory(out_dir or default_out_dir(config))
     console.print(f"deft-ray: {config.num_devices} devices, scheme {config.scheme}, task {config.data.task}, "
                   f"{config.rounds} rounds, {config.clock} clock")
-    from deft_ray.actors.launch import load_config_task
-
     task = load_config_task(config)  # bad data fails here, before Ray starts
     stream = _ray_stream(config, run_dir, task) if use_ray else _local_stream(config, run_dir, task)
     columns = (TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
     summary: dict[str, Any] = {}
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("rounds", total=config.rounds, status="starting devices")
+        bar = progress.add_task("rounds", total=config.rounds, status="starting devices")
         for item in stream:
             if not isinstance(item, RoundRecord):
                 summary = item
                 continue
             progress.console.print(_round_line(item))
-            progress.update(task, advance=1, status=f"loss {item.loss:.3f}")
+            progress.update(bar, advance=1, status=f"loss {item.loss:.3f}")
     print_summary(summary, console)
     console.print(f"run directory: {run_dir.root.resolve()}")
     return summary

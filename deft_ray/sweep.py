@@ -80,7 +80,7 @@ class SweepSettings:
     """Block profile of every experiment but solve-time."""
     measured_profiles: tuple[str, ...] = ("roberta-base_h200_fp32", "roberta-large_h200_fp32")
     """Profiles solve-time uses for their block count N."""
-    schemes: tuple[str, ...] = ("jbba", "crunch", "random", "greedy", "depth-unaware", "single-device",
+    schemes: tuple[str, ...] = ("jbba", "crunch", "random", "greedy", "depth-unaware", "depth-unaware-bw", "single-device",
                                 "exact-bisection", "optimal")
     population: PopulationSpec = field(default_factory=PopulationSpec)
     """The population at every point; each experiment changes one of its settings."""

@@ -88,8 +88,8 @@ def test_scheme_order_on_the_same_instance(swept):
 def test_reduction_table(swept):
     out, _, _ = swept
     table = reduction_table(out / "devices.csv")
-    assert {row["scheme"] for row in table} == {"crunch", "random", "greedy", "depth-unaware", "single-device",
-                                                "exact-bisection"}
+    assert {row["scheme"] for row in table} == {"crunch", "random", "greedy", "depth-unaware", "depth-unaware-bw",
+                                                "single-device", "exact-bisection"}
     crunch = next(row for row in table if row["scheme"] == "crunch")
     assert (crunch["x_low"], crunch["x_reference"], crunch["x_high"]) == (12.0, 20.0, 20.0)
     assert crunch["num_seeds"] == SEEDS
