@@ -122,6 +122,9 @@ class RunConfig:
     """Longest a round may take before it is declared stuck."""
     profile: str | None = None
     """Block profile file; empty means measure the model's blocks at start-up."""
+    storage_path: str = "runs"
+    """Folder that receives run directories (<time>-<scheme>) unless --out names one: a shared file
+    system path on a cluster, or the head node's local disk (the coordinator runs there)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)

@@ -65,7 +65,7 @@ def check_against_model(config: RunConfig) -> None:
 
 
 def default_out_dir(config: RunConfig) -> Path:
-    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.scheme}"
+    return Path(config.storage_path).expanduser() / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.scheme}"
 
 
 def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool = True,

@@ -16,9 +16,9 @@ def tiny_bert(tmp_path_factory) -> str:
     return tiny_model_dir(str(tmp_path_factory.mktemp("tiny-bert")), family="bert", num_layers=4, hidden_size=32)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local():
-    """A local Ray with 2 CPUs for the session (started once: Ray takes seconds to start)."""
+    """A local Ray with 2 CPUs for the module's tests (Ray takes seconds to start)."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray

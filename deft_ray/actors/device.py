@@ -83,6 +83,15 @@ class Device:
     def name(self) -> str:
         return self.spec.name
 
+    def node_id(self) -> str | None:
+        """The Ray node this device runs on (``None`` outside Ray)."""
+        try:
+            import ray
+
+            return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        except ImportError:
+            return None
+
     def train(self, order: WorkOrder, adapter: Mapping[str, np.ndarray]) -> BlockUpload:
         import torch
 

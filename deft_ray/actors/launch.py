@@ -6,6 +6,7 @@ This is where Ray meets the plain classes: ``ray.remote(Device)`` with each devi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -155,17 +156,19 @@ def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coo
     every device maps them zero-copy.
     """
     import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     from deft_ray.model import backbone_state_numpy
 
     prepared = prepare(config, task)
-    check_cluster_resources(prepared.specs, ray.cluster_resources())
     backbone_ref = ray.put(backbone_state_numpy(prepared.model))
     columns_ref = ray.put(prepared.train_columns)
+    group = gang_schedule(prepared.specs)
     device_class = ray.remote(Device)
     handles = {}
-    for spec, indices in zip(prepared.specs, prepared.partitions):
-        options = dict(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, name=None, max_restarts=0)
+    for index, (spec, indices) in enumerate(zip(prepared.specs, prepared.partitions)):
+        options = dict(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_restarts=0,
+                       scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index))
         if spec.ray_memory_bytes:
             options["memory"] = spec.ray_memory_bytes
         if spec.resources:
@@ -179,6 +182,9 @@ def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coo
                          f"{DEVICE_STARTUP_TIMEOUT_S:.0f} s (set DEFT_RAY_STARTUP_TIMEOUT_S); check the cluster has "
                          "the CPUs/GPUs/resources the device groups ask for (`ray status`)")
     ray.get(ready, timeout=DEVICE_STARTUP_TIMEOUT_S)  # surfaces a device that failed to build
+    nodes = ray.get([handle.node_id.remote() for handle in handles.values()], timeout=DEVICE_STARTUP_TIMEOUT_S)
+    placed = {"kind": "devices_placed", "detail": f"{len(set(nodes))} node(s)", "nodes": dict(zip(handles, nodes))}
+    prepared = dataclasses.replace(prepared, events=(*prepared.events, placed))
     planner = ray.remote(Planner).options(num_cpus=0).remote(config.scheme, seed=config.seed)
     return _coordinator(config, prepared, RayDevicePool(handles), RayPlanner(planner), run_dir)
 
@@ -207,12 +213,49 @@ class CoordinatorActor:
         yield self.coordinator.summary
 
 
+#: Ray needs every bundle to reserve something; devices asking for nothing reserve this much CPU.
+MIN_BUNDLE_CPU = 0.001
+#: Seconds to wait for the devices' placement group, overridable by the environment.
+PLACEMENT_TIMEOUT_S = float(os.environ.get("DEFT_RAY_PLACEMENT_TIMEOUT_S", "60"))
+
+
+def device_bundle(spec: DeviceSpec) -> dict[str, float]:
+    """The resources one device actor reserves in the run's placement group."""
+    bundle = {"CPU": max(spec.num_cpus, MIN_BUNDLE_CPU)}
+    if spec.num_gpus:
+        bundle["GPU"] = spec.num_gpus
+    if spec.ray_memory_bytes:
+        bundle["memory"] = spec.ray_memory_bytes
+    bundle.update(spec.resources)
+    return bundle
+
+
+def gang_schedule(specs: tuple[DeviceSpec, ...]):
+    """Reserve one bundle per device, all or nothing (a Ray placement group, packed onto as few
+    nodes as fit). A run gets all its devices or fails fast, naming what is missing."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    check_cluster_resources(specs, ray.cluster_resources())
+    group = placement_group([device_bundle(spec) for spec in specs], strategy="PACK")
+    ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
+    if not ready:
+        remove_placement_group(group)
+        nodes = "; ".join(", ".join(f"{k} {v:g}" for k, v in sorted(node["Resources"].items())
+                                    if not k.startswith(("node:", "object_store", "memory")))
+                          for node in ray.nodes() if node["Alive"])
+        raise RoundError(f"the {len(specs)} device actors could not all be placed within {PLACEMENT_TIMEOUT_S:.0f} s: "
+                         f"no packing of their bundles fits the nodes (nodes: {nodes}); give each device group "
+                         "resources a single node can hold, or add nodes (DEFT_RAY_PLACEMENT_TIMEOUT_S sets the wait)")
+    return group
+
+
 def check_cluster_resources(specs, available: Mapping[str, float]) -> None:
     """Fail fast, naming what is missing, when the devices ask for more than the cluster has."""
     wanted: dict[str, float] = {}
     for spec in specs:
         for name, amount in (("CPU", spec.num_cpus), ("GPU", spec.num_gpus), *spec.resources.items()):
-            wanted[name] = wanted.get(name, 0.0) + amount
+            wanted[name] = wanted.get(name, 0.0) + (max(amount, MIN_BUNDLE_CPU) if name == "CPU" else amount)
     short = {name: (amount, available.get(name, 0.0)) for name, amount in wanted.items()
              if amount > available.get(name, 0.0) + 1e-9}
     if short:
