@@ -162,6 +162,6 @@ def print_summary(summary: Mapping[str, Any], console: Console) -> None:
         if isinstance(value, float):
             value = f"{value:.4f}"
         elif isinstance(value, Mapping):
-            value = ", ".join(f"{k} {v:.4f}" for k, v in value.items())
+            value = ", ".join(f"{k} {v:.4g}" for k, v in value.items())
         table.add_row(key, str(value))
     console.print(table)

@@ -210,6 +210,12 @@ class Coordinator:
         """Save the adapter with its head, the summary and the plots; return the summary."""
         self.model.save_adapter(str(self.run_dir.adapter_dir))
         summary = summarize(self.config, self.records)
+        if hasattr(self.pool, "memory_usage"):  # device actors: each process's resident memory
+            usage = self.pool.memory_usage()
+            summary["device_memory"] = {
+                "mean_uss_bytes": float(np.mean([u["uss_bytes"] for u in usage.values()])),
+                "mean_rss_bytes": float(np.mean([u["rss_bytes"] for u in usage.values()])),
+                "total_uss_bytes": float(sum(u["uss_bytes"] for u in usage.values()))}
         self.run_dir.write_summary(summary)
         self.run_dir.write_plots(self.evaluation.spec.metric_names[0])
         return summary

@@ -127,6 +127,14 @@ class Device:
                            upload_s=upload_s, payload_bits=payload_bits, memory_need_bytes=need,
                            peak_memory_bytes=float(peak_bytes))
 
+    def memory_usage(self) -> dict[str, float]:
+        """This device process's resident memory: ``rss_bytes`` and ``uss_bytes`` (pages only it
+        holds: the shared backbone and columns in Ray's object store do not count)."""
+        import psutil
+
+        info = psutil.Process().memory_full_info()
+        return {"rss_bytes": float(info.rss), "uss_bytes": float(info.uss)}
+
     def stream_state(self) -> dict[str, Any]:
         return self.stream.state_dict()
 

@@ -163,6 +163,7 @@ def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coo
     prepared = prepare(config, task)
     backbone_ref = ray.put(backbone_state_numpy(prepared.model))
     columns_ref = ray.put(prepared.train_columns)
+    started = time.perf_counter()
     group = gang_schedule(prepared.specs)
     device_class = ray.remote(Device)
     handles = {}
@@ -183,7 +184,8 @@ def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coo
                          "the CPUs/GPUs/resources the device groups ask for (`ray status`)")
     ray.get(ready, timeout=DEVICE_STARTUP_TIMEOUT_S)  # surfaces a device that failed to build
     nodes = ray.get([handle.node_id.remote() for handle in handles.values()], timeout=DEVICE_STARTUP_TIMEOUT_S)
-    placed = {"kind": "devices_placed", "detail": f"{len(set(nodes))} node(s)", "nodes": dict(zip(handles, nodes))}
+    placed = {"kind": "devices_placed", "detail": f"{len(set(nodes))} node(s)", "nodes": dict(zip(handles, nodes)),
+              "startup_s": time.perf_counter() - started}
     prepared = dataclasses.replace(prepared, events=(*prepared.events, placed))
     planner = ray.remote(Planner).options(num_cpus=0).remote(config.scheme, seed=config.seed)
     return _coordinator(config, prepared, RayDevicePool(handles), RayPlanner(planner), run_dir)
@@ -302,6 +304,15 @@ class RayDevicePool:
             arrivals.append((ray.get(ref, timeout=timeout_s), time.perf_counter() - start))
             del pending[ref]
         return arrivals
+
+
+    def memory_usage(self) -> dict[str, dict[str, float]]:
+        """Each device actor's resident memory (see :meth:`Device.memory_usage`)."""
+        import ray
+
+        names = list(self.handles)
+        usage = ray.get([self.handles[name].memory_usage.remote() for name in names], timeout=PLAN_TIMEOUT_S)
+        return dict(zip(names, usage))
 
 
 class RayPlanner:

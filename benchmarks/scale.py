@@ -1,0 +1,108 @@
+"""How do start-up, memory and round time grow with the number of devices? (issue: cluster)
+
+Runs the default job (packaged MiniLM, the default device mix resized, virtual clock) with 12, 24
+and 48 device actors for a few rounds on this machine and prints, per population: the device
+actors' start-up seconds (placement group to every model built), the unique resident memory (USS:
+pages only that process holds) per device actor and in total, seconds per round, and the ratio
+of 48-device to 12-device memory. The frozen backbone sits once in Ray's object store and every
+device maps it zero-copy, so a device should cost the Python/torch process floor, not the floor
+plus the model.
+
+    python benchmarks/scale.py [--devices 12 24 48] [--rounds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from deft_ray.config import RunConfig, config_from_dict, to_dict
+from deft_ray.runner import resize_population, run
+
+MB = 1024**2
+
+
+class MemoryProbe:
+    """A Ray actor like a device, for comparison: ``floor`` imports what a device imports and
+    builds nothing; ``mmap`` loads the model itself with ``from_pretrained`` (transformers maps the
+    safetensors file, so its pages stay shared with other readers of the file); ``copy`` also
+    clones every weight into the process's own memory, as a device holding a private copy would."""
+
+    def __init__(self, kind: str):
+        import torch  # noqa: F401
+
+        from deft_ray.actors.device import Device  # noqa: F401
+        from deft_ray.model import BlockModel, LoraSpec, default_model_path
+
+        torch.set_num_threads(1)
+        if kind in ("mmap", "copy"):
+            self.model = BlockModel.from_pretrained(default_model_path(), num_labels=2, lora=LoraSpec(), seed=0)
+        if kind == "copy":
+            for tensor in [*self.model.peft_model.parameters(), *self.model.peft_model.buffers()]:
+                tensor.data = tensor.data.clone()
+
+    def uss_bytes(self) -> float:
+        import psutil
+
+        return float(psutil.Process().memory_full_info().uss)
+
+
+def probe_memory() -> dict[str, float]:
+    """USS of a floor actor and of a device-like actor that copies the model."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    probe = ray.remote(MemoryProbe).options(num_cpus=0)
+    actors = {kind: probe.remote(kind) for kind in ("floor", "mmap", "copy")}
+    return {kind: ray.get(actor.uss_bytes.remote(), timeout=600) for kind, actor in actors.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, nargs="*", default=[12, 24, 48],
+                        help="populations to run (none: only the memory probes)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--out", default="runs/benchmark-scale")
+    args = parser.parse_args()
+
+    console = Console()
+    rows = []
+    for num_devices in args.devices or []:
+        data = to_dict(RunConfig())
+        data.update(rounds=args.rounds, eval_every=10**6, data={**data["data"], "max_eval_examples": 64})
+        config = resize_population(config_from_dict(data), num_devices)
+        out = Path(args.out) / f"devices-{num_devices}"
+        summary = run(config, out_dir=out, console=console)
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        placed = next(event for record in records for event in record["events"] if event["kind"] == "devices_placed")
+        memory = summary["device_memory"]
+        rows.append((num_devices, placed["startup_s"], memory["mean_uss_bytes"], memory["mean_rss_bytes"],
+                     memory["total_uss_bytes"], statistics.median(r["wall_s"] for r in records[1:-1] or records)))
+
+    probes = probe_memory()
+    console.print(f"process floor (imports, no model): {probes['floor'] / MB:.0f} MB USS; loading the model itself: "
+                  f"{probes['mmap'] / MB:.0f} MB (file pages mapped, shared); holding a private copy: "
+                  f"{probes['copy'] / MB:.0f} MB")
+    if not rows:
+        return
+    table = Table(title="device actors on this machine (virtual clock)")
+    for column in ("devices", "start-up s", "USS per device MB", "RSS per device MB", "total USS GB",
+                   "s per round"):
+        table.add_column(column, justify="right")
+    for devices, startup_s, uss, rss, total, round_s in rows:
+        table.add_row(str(devices), f"{startup_s:.0f}", f"{uss / MB:.0f}", f"{rss / MB:.0f}", f"{total / 1024**3:.2f}",
+                      f"{round_s:.2f}")
+    console.print(table)
+    first, last = rows[0], rows[-1]
+    console.print(f"total device memory, {last[0]} vs {first[0]} devices: {last[4] / first[4]:.2f}x "
+                  f"(devices: {last[0] / first[0]:.0f}x); per device {last[2] / MB:.0f} MB vs {first[2] / MB:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
