@@ -9,6 +9,7 @@ append the round's record to the ledger.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Protocol, Sequence
@@ -229,9 +230,14 @@ def evaluate_adapter(model: Any, evaluation: Evaluation) -> dict[str, float]:
 
     columns = evaluation.columns
     outputs = []
-    for start in range(0, len(columns["labels"]), EVAL_BATCH_SIZE):
-        batch = {k: torch.from_numpy(np.ascontiguousarray(v[start:start + EVAL_BATCH_SIZE])) for k, v in columns.items()}
-        outputs.append(model.evaluate_logits(batch).cpu().numpy())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)  # the devices wait while the server evaluates
+    try:
+        for start in range(0, len(columns["labels"]), EVAL_BATCH_SIZE):
+            batch = {k: torch.from_numpy(np.ascontiguousarray(v[start:start + EVAL_BATCH_SIZE])) for k, v in columns.items()}
+            outputs.append(model.evaluate_logits(batch).cpu().numpy())
+    finally:
+        torch.set_num_threads(threads)
     predictions = np.concatenate(outputs)
     if evaluation.spec.is_regression:
         predictions = predictions.reshape(-1)
