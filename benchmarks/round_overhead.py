@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import statistics
-import time
 from pathlib import Path
 
 from rich.console import Console

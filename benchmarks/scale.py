@@ -36,7 +36,7 @@ class MemoryProbe:
     def __init__(self, kind: str):
         import torch  # noqa: F401
 
-        from deft_ray.actors.device import Device  # noqa: F401
+        import deft_ray.actors.device  # noqa: F401  (what a device process imports)
         from deft_ray.model import BlockModel, LoraSpec, default_model_path
 
         torch.set_num_threads(1)

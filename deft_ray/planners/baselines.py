@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 from deft_ray.errors import InfeasibleError
 from deft_ray.planners.bandwidth import optimal_bandwidth_for
 from deft_ray.planners.matching import bottleneck_matching
-from deft_ray.planners.problem import Instance, pair_latency_s
+from deft_ray.planners.problem import Instance
 from deft_ray.planners.registry import register_scheme
 from deft_ray.planners.scheme import Allocation, Scheme, matching_allocation
 

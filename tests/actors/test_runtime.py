@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import yaml
 
-from deft_ray.config import DeviceGroup, RunConfig, DataConfig, ModelConfig, config_from_dict, to_dict
+from deft_ray.config import RunConfig, config_from_dict, to_dict
 from deft_ray.runner import resize_population, run
 
 

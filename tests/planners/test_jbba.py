@@ -5,7 +5,6 @@ import pytest
 
 from deft_ray.planners import evaluate, solve
 from deft_ray.planners.jbba import BandwidthStep, project_to_simplex
-from deft_ray.planners.problem import Channel
 from deft_ray.scenario import PopulationSpec, random_instance, synthetic_blocks
 
 
