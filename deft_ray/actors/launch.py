@@ -21,7 +21,8 @@ from deft_ray.channel import dbm_to_w
 from deft_ray.config import RunConfig
 from deft_ray.errors import DeftRayError, InputError
 from deft_ray.ledger import RunDirectory
-from deft_ray.planners import BlockCost, make_monotone
+from deft_ray.planners import BlockCost
+from deft_ray.planners.problem import make_blocks_monotone
 from deft_ray.records import DeviceSpec
 from deft_ray.transport import Clock
 
@@ -107,9 +108,8 @@ def prepare(config: RunConfig, task: Any = None) -> Prepared:
         profile = tuple(BlockCost(**row) for row in measured)
         events.append({"kind": "profile_measured", "detail": f"{len(profile)} blocks, block 0 "
                        f"{profile[0].compute_s:.3f} s, last {profile[-1].compute_s:.3f} s"})
-    profile, notes = make_monotone(_instance_probe(profile))
+    profile, notes = make_blocks_monotone(profile)
     events.extend({"kind": "profile_smoothed", "detail": note} for note in notes)
-    profile = profile.blocks
 
     specs = device_specs(config, profile)
     partitions = partition_indices(train_columns["labels"], len(specs), scheme=config.data.partition,
@@ -129,13 +129,6 @@ def load_config_task(config: RunConfig):
     return load_task(config.data.task, data_dir=config.data.data_dir, seed=config.seed,
                      max_train_examples=config.data.max_train_examples,
                      max_eval_examples=config.data.max_eval_examples)
-
-
-def _instance_probe(profile):
-    from deft_ray.planners import DeviceState, Instance
-
-    probe = DeviceState(name="probe", compute_scale=1.0, memory_bytes=1.0, spectral_efficiency=1.0)
-    return Instance(bandwidth_hz=1.0, blocks=tuple(profile), devices=(probe,))
 
 
 def build_local(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coordinator:

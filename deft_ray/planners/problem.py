@@ -15,7 +15,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy.special import lambertw
@@ -384,15 +384,22 @@ def evaluate(instance: Instance, plan: Plan, *, max_blocks_per_device: int | Non
 
 # ----------------------------------------------------------------------------------- monotone
 def make_monotone(instance: Instance) -> tuple[Instance, tuple[str, ...]]:
-    """Return the instance with compute and memory non-increasing in the block index.
+    """Return the instance with compute and memory non-increasing in the block index (see
+    :func:`make_blocks_monotone`), and the diagnostics saying what was raised."""
+    blocks, notes = make_blocks_monotone(instance.blocks)
+    return (replace(instance, blocks=blocks), notes) if notes else (instance, ())
+
+
+def make_blocks_monotone(blocks: Sequence[BlockCost]) -> tuple[tuple[BlockCost, ...], tuple[str, ...]]:
+    """Make a block profile's compute and memory non-increasing in the block index.
 
     Measured profiles wiggle with timer noise, but the planners rely on the monotonicity of
     PAPER.md section 4 (a block nearer the input costs at least as much as one above it). Each
     block's cost is raised to the largest cost of the blocks above it (a suffix maximum), which
-    never under-estimates a block. The diagnostics say which blocks were raised, and by how much.
+    never under-estimates a block. The notes say which blocks were raised, and by how much.
     """
     notes: list[str] = []
-    blocks = list(instance.blocks)
+    blocks = list(blocks)
     for field_name in ("compute_s", "memory_bytes"):
         values = np.array([getattr(b, field_name) for b in blocks], dtype=float)
         smoothed = np.maximum.accumulate(values[::-1])[::-1]
@@ -402,9 +409,7 @@ def make_monotone(instance: Instance) -> tuple[Instance, tuple[str, ...]]:
             notes.append(f"profile {field_name} made monotone in depth: raised block(s) "
                          f"{raised.tolist()} by up to {worst:.1%}")
             blocks = [replace(b, **{field_name: float(v)}) for b, v in zip(blocks, smoothed)]
-    if not notes:
-        return instance, ()
-    return replace(instance, blocks=tuple(blocks)), tuple(notes)
+    return tuple(blocks), tuple(notes)
 
 
 # ----------------------------------------------------------------------------------- feasibility
@@ -467,6 +472,24 @@ def _unknown_keys(data: Mapping[str, Any], known: set[str], where: str) -> None:
                          f"use only {', '.join(sorted(known))}")
 
 
+def parse_blocks(raw_blocks: Any, where: str = "blocks") -> tuple[BlockCost, ...]:
+    """Validate a list of blocks in the Instance JSON's format (also a profile file's ``blocks``)."""
+    if not isinstance(raw_blocks, list) or not raw_blocks:
+        raise InputError(where, raw_blocks, "missing or empty", "give a non-empty list of blocks")
+    blocks = []
+    for n, raw in enumerate(raw_blocks):
+        at = f"{where}[{n}]"
+        if not isinstance(raw, dict):
+            raise InputError(at, raw, "not an object", "give compute_s, memory_bytes and payload_bits")
+        _unknown_keys(raw, _BLOCK_FIELDS, at)
+        blocks.append(BlockCost(
+            compute_s=_number(raw, "compute_s", at),
+            memory_bytes=_number(raw, "memory_bytes", at, positive=False),
+            payload_bits=_number(raw, "payload_bits", at),
+        ))
+    return tuple(blocks)
+
+
 def _parse_instance(data: Any, source: str) -> Instance:
     if not isinstance(data, dict):
         raise InputError(source, type(data).__name__, "the instance must be a JSON object",
@@ -474,20 +497,11 @@ def _parse_instance(data: Any, source: str) -> Instance:
     _unknown_keys(data, _TOP_FIELDS, source)
     bandwidth = _number(data, "bandwidth_hz", source)
     noise = _number(data, "noise_psd_w_per_hz", source, required=False) or DEFAULT_NOISE_PSD_W_PER_HZ
-    blocks, devices = [], []
+    devices = []
     for key in ("blocks", "devices"):
         if not isinstance(data.get(key), list) or not data[key]:
             raise InputError(f"{source}.{key}", data.get(key), "missing or empty", f"give a non-empty list of {key}")
-    for n, raw in enumerate(data["blocks"]):
-        where = f"blocks[{n}]"
-        if not isinstance(raw, dict):
-            raise InputError(where, raw, "not an object", "give compute_s, memory_bytes and payload_bits")
-        _unknown_keys(raw, _BLOCK_FIELDS, where)
-        blocks.append(BlockCost(
-            compute_s=_number(raw, "compute_s", where),
-            memory_bytes=_number(raw, "memory_bytes", where, positive=False),
-            payload_bits=_number(raw, "payload_bits", where),
-        ))
+    blocks = parse_blocks(data["blocks"])
     seen: set[str] = set()
     for k, raw in enumerate(data["devices"]):
         where = f"devices[{k}]"
@@ -515,5 +529,4 @@ def _parse_instance(data: Any, source: str) -> Instance:
             memory_bytes=_number(raw, "memory_bytes", where),
             spectral_efficiency=efficiency, tx_power_w=power, channel_gain=gain,
         ))
-    return Instance(bandwidth_hz=bandwidth, blocks=tuple(blocks), devices=tuple(devices),
-                    noise_psd_w_per_hz=noise)
+    return Instance(bandwidth_hz=bandwidth, blocks=blocks, devices=tuple(devices), noise_psd_w_per_hz=noise)
