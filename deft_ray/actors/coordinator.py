@@ -63,8 +63,8 @@ class LocalDevicePool:
 
 
 @dataclass(frozen=True, slots=True)
-class Evaluation:
-    """Validation columns and the task spec, to score the adapter."""
+class ValidationSet:
+    """The validation split as numpy columns, and the task spec that scores it."""
 
     spec: Any
     columns: Mapping[str, np.ndarray]
@@ -75,7 +75,7 @@ class Coordinator:
     :class:`DevicePool` and :class:`PlannerLike`, so it runs with Ray actors or in-process."""
 
     def __init__(self, *, config: RunConfig, model: Any, profile: Sequence[BlockCost], specs: Sequence[DeviceSpec],
-                 pool: DevicePool, planner: PlannerLike, evaluation: Evaluation, run_dir: RunDirectory,
+                 pool: DevicePool, planner: PlannerLike, evaluation: ValidationSet, run_dir: RunDirectory,
                  events: Sequence[Mapping[str, Any]] = (), server_stream: Any = None):
         import torch
 
@@ -222,7 +222,7 @@ class Coordinator:
         return summary
 
 
-def evaluate_adapter(model: Any, evaluation: Evaluation) -> dict[str, float]:
+def evaluate_adapter(model: Any, evaluation: ValidationSet) -> dict[str, float]:
     """Score the model on the validation columns with the task's GLUE metrics."""
     import torch
 

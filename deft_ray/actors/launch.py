@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deft_ray.actors.coordinator import Coordinator, Evaluation, LocalDevicePool, RoundError
+from deft_ray.actors.coordinator import Coordinator, ValidationSet, LocalDevicePool, RoundError
 from deft_ray.actors.device import Device, DeviceSetup
 from deft_ray.actors.planner import Planner
 from deft_ray.channel import dbm_to_w
@@ -43,7 +43,7 @@ class Prepared:
     specs: tuple[DeviceSpec, ...]
     train_columns: Mapping[str, np.ndarray]
     partitions: tuple[np.ndarray, ...]
-    evaluation: Evaluation
+    evaluation: ValidationSet
     events: tuple[Mapping[str, Any], ...]
 
 
@@ -119,7 +119,7 @@ def prepare(config: RunConfig, task: Any = None) -> Prepared:
                         block_memory_bytes=tuple(b.memory_bytes for b in profile))
     return Prepared(model=model, model_path=model_path, setup=setup, profile=profile, specs=specs,
                     train_columns=train_columns, partitions=tuple(partitions),
-                    evaluation=Evaluation(spec=task.spec, columns=validation), events=tuple(events))
+                    evaluation=ValidationSet(spec=task.spec, columns=validation), events=tuple(events))
 
 
 def load_config_task(config: RunConfig):
