@@ -28,7 +28,7 @@ import shutil
 import statistics
 import time
 import warnings
-from typing import Callable, Iterator, Literal, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,8 @@ HEAD_MODULE_NAMES = ("classifier", "score")
 MODEL_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 _LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
 _LORA_PART = re.compile(r"\.lora_")
+_LORA_A_PART = re.compile(r"\.lora_A\.")
+_OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 _TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 _READ_ONLY_WARNING = "The given NumPy array is not writable"
 
@@ -213,6 +215,57 @@ class BlockModel:
             loss = self._loss(batch)
             grads = torch.autograd.grad(loss, [self._params[n] for n in names])
         return dict(zip(names, grads)), float(loss.detach())
+
+    def lora_a_names(self) -> list[str]:
+        """Names of the trainable LoRA ``A`` matrices (frozen by FFA-LoRA), in model order."""
+        return [n for n in self._params if _LORA_A_PART.search(n)]
+
+    def local_update(self, batches: Iterable[Mapping[str, torch.Tensor]], *, optimizer: str = "adamw",
+                     lr: float, weight_decay: float = 0.0, train_lora_a: bool = True
+                     ) -> tuple[dict[str, torch.Tensor], float]:
+        """Train the whole adapter locally, one optimizer step per batch, as a federated client does.
+
+        A fresh ``optimizer`` ("adamw" or "sgd") steps every block and the head (all of
+        :meth:`named_trainable_parameters`), minus the LoRA ``A`` matrices when ``train_lora_a`` is
+        false (FFA-LoRA). The model is then restored to its state before the call, so a device can
+        keep serving from it; no ``.grad`` is left behind.
+
+        Returns:
+            ``(delta, mean_loss)``: ``new - old`` for exactly the trained parameters, in model
+            order, and the mean of the losses computed before each step.
+
+        Raises:
+            InputError: an unknown optimizer, a non-positive ``lr``, a negative ``weight_decay``
+                or no batches.
+        """
+        if optimizer not in _OPTIMIZERS:
+            raise InputError("optimizer", optimizer, "is not a local optimizer", f"use one of {sorted(_OPTIMIZERS)}")
+        if not lr > 0:
+            raise InputError("lr", lr, "must be positive", "use e.g. 1e-4 for adamw")
+        if not weight_decay >= 0:
+            raise InputError("weight_decay", weight_decay, "must not be negative", "use 0.0 or e.g. 0.01")
+        frozen = set() if train_lora_a else set(self.lora_a_names())
+        names = [n for n in self._names_of(range(len(self._blocks))) if n not in frozen]
+        params = [self._params[n] for n in names]
+        before = self.trainable_state()
+        local_optimizer = _OPTIMIZERS[optimizer](params, lr=lr, weight_decay=weight_decay)
+        losses = []
+        try:
+            with self._trainable_only(names):
+                for batch in batches:
+                    loss = self._loss(batch)
+                    for param, grad in zip(params, torch.autograd.grad(loss, params)):
+                        param.grad = grad
+                    local_optimizer.step()
+                    losses.append(float(loss.detach()))
+            if not losses:
+                raise InputError("batches", [], "is empty", "give at least one batch per local update")
+            delta = {n: self._params[n].detach() - before[n] for n in names}
+        finally:
+            for param in params:
+                param.grad = None
+            self.load_trainable_state(before)
+        return delta, statistics.fmean(losses)
 
     def saved_activation_bytes(self, blocks: Sequence[int], batch: Mapping[str, torch.Tensor]) -> int:
         """Bytes of the tensors autograd saves for backward when ``blocks`` are trained.

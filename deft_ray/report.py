@@ -7,14 +7,15 @@ from typing import Mapping, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from deft_ray.planners import Instance, Plan, evaluate
+from deft_ray.planners import Instance, Plan
+from deft_ray.planners.registry import score
 
 
 def print_plan(instance: Instance, plan: Plan, console: Console | None = None) -> None:
     """One table per plan: each involved device's blocks, bandwidth, compute, upload and total
     seconds, the bottleneck marked, and the plan's diagnostics below it."""
     console = console or Console()
-    scored = evaluate(instance, plan)
+    scored = score(instance, plan, plan.scheme)
     table = Table(title=f"{plan.scheme}: round latency {plan.round_latency_s:.4f} s "
                         f"(solved in {plan.solve_time_s * 1e3:.2f} ms)", title_justify="left")
     for column in ("device", "blocks", "bandwidth MHz", "compute s", "upload s", "total s", ""):

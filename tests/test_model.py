@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 
@@ -221,3 +222,57 @@ def test_packaged_minilm_has_six_equal_blocks_plus_head():
     batch = make_batch(default_model_path())
     grads, loss = model.block_gradients([5], batch)
     assert len(grads) == 6 and loss > 0
+
+
+@pytest.mark.parametrize("head_with", ["last", "server"])
+def test_local_update_trains_the_whole_adapter_and_restores_the_model(tiny_dirs, head_with):
+    model = make_model(tiny_dirs["bert"], head_with=head_with)
+    perturb(model)
+    batch = make_batch(tiny_dirs["bert"])
+    before = model.trainable_state()
+    delta, loss = model.local_update([batch, batch, batch], lr=1e-2, weight_decay=0.01)
+    assert list(delta) == list(before)  # every block and the head, in model order
+    assert all(d.abs().max() > 0 for d in delta.values()) and math.isfinite(loss) and loss > 0
+    torch.testing.assert_close(model.trainable_state(), before, rtol=0, atol=0)
+    assert all(p.grad is None for p in model.peft_model.parameters())
+    assert all(p.requires_grad for p in model.named_trainable_parameters().values())
+    assert not any(p.requires_grad for n, p in model.peft_model.named_parameters()
+                   if n not in model.named_trainable_parameters())
+
+
+def test_local_update_without_lora_a_trains_only_b_and_the_head(tiny_dirs):
+    model = make_model(tiny_dirs["bert"], head_with="server")
+    perturb(model)
+    batch = make_batch(tiny_dirs["bert"])
+    lora_a = model.lora_a_names()
+    assert len(lora_a) == 2 * NUM_LAYERS and all(".lora_A." in n for n in lora_a)
+    delta, _ = model.local_update([batch], optimizer="adamw", lr=1e-3, train_lora_a=False)
+    assert set(delta) == set(model.trainable_state()) - set(lora_a)
+    assert sum(".lora_B." in n for n in delta) == 2 * NUM_LAYERS
+    assert set(model.block_parameter_names(model.head_block)) <= set(delta)
+
+
+@pytest.mark.parametrize("train_lora_a", [True, False])
+def test_one_sgd_step_moves_by_minus_lr_times_the_joint_gradient(tiny_dirs, train_lora_a):
+    model = make_model(tiny_dirs["roberta"])
+    perturb(model)
+    batch = make_batch(tiny_dirs["roberta"])
+    grads, joint_loss = model.block_gradients(list(range(NUM_LAYERS)), batch)
+    lr = 0.05
+    delta, loss = model.local_update([batch], optimizer="sgd", lr=lr, train_lora_a=train_lora_a)
+    assert loss == pytest.approx(joint_loss, rel=1e-6)
+    assert set(delta) == {n for n in grads if train_lora_a or ".lora_A." not in n}
+    torch.testing.assert_close(delta, {n: -lr * grads[n] for n in delta}, rtol=0, atol=1e-6)
+
+
+def test_local_update_errors_name_the_argument(tiny_dirs):
+    model = make_model(tiny_dirs["bert"])
+    batch = make_batch(tiny_dirs["bert"])
+    with pytest.raises(InputError, match="optimizer = 'adam'"):
+        model.local_update([batch], optimizer="adam", lr=1e-3)
+    with pytest.raises(InputError, match="lr = 0"):
+        model.local_update([batch], lr=0)
+    before = model.trainable_state()
+    with pytest.raises(InputError, match="batches"):
+        model.local_update(iter([]), lr=1e-3)
+    torch.testing.assert_close(model.trainable_state(), before, rtol=0, atol=0)

@@ -311,7 +311,8 @@ class Evaluation:
         return not self.violations
 
 
-def evaluate(instance: Instance, plan: Plan, *, max_blocks_per_device: int | None = None) -> Evaluation:
+def evaluate(instance: Instance, plan: Plan, *, max_blocks_per_device: int | None = None,
+             replicated: bool = False) -> Evaluation:
     """Score ``plan`` on ``instance`` with the cost model of PAPER.md section 2.
 
     A device training the block set S takes ``compute_scale * max_{n in S} compute_s_n`` seconds
@@ -320,6 +321,8 @@ def evaluate(instance: Instance, plan: Plan, *, max_blocks_per_device: int | Non
 
     Violations (memory, coverage of every block exactly once, total bandwidth, an unknown device, a
     device over ``max_blocks_per_device``) are listed, not raised, so tests can assert on them.
+    With ``replicated=True`` (federated schemes, where several devices train the same block) the
+    coverage rule is every block at least once.
     """
     index = {name: k for k, name in enumerate(instance.device_names)}
     compute = instance.block_compute_s()
@@ -345,8 +348,12 @@ def evaluate(instance: Instance, plan: Plan, *, max_blocks_per_device: int | Non
         blocks_of.append(list(blocks))
         if max_blocks_per_device is not None and len(blocks) > max_blocks_per_device:
             violations.append(f"device {name!r} takes {len(blocks)} blocks, more than {max_blocks_per_device}")
-    for n in np.flatnonzero(counts != 1):
-        violations.append(f"block {n} is assigned {counts[n]} times instead of once")
+    if replicated:
+        for n in np.flatnonzero(counts < 1):
+            violations.append(f"block {n} is assigned to no device")
+    else:
+        for n in np.flatnonzero(counts != 1):
+            violations.append(f"block {n} is assigned {counts[n]} times instead of once")
 
     rows = np.array([index[name] for name in names], dtype=int)
     bandwidth = np.array([float(plan.bandwidth_hz.get(name, 0.0)) for name in names])

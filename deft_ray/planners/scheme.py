@@ -24,16 +24,27 @@ class Allocation:
 class Scheme(ABC):
     """A planning scheme: a pure function from an :class:`Instance` to an :class:`Allocation`.
 
-    A subclass sets ``name`` (the registry key), ``summary`` (one line for ``deft-ray plan``) and
+    A subclass sets ``name`` (the registry key), ``summary`` (one line for ``deft-ray plan``),
     ``one_block_per_device`` (whether it solves the paper's matching, where each device takes at
-    most one block so ``K >= N`` is needed), and implements :meth:`allocate`. The instance it gets
-    is already monotone in depth (:func:`~deft_ray.planners.problem.make_monotone`), and feasible
-    for the matching when ``one_block_per_device`` is set.
+    most one block so ``K >= N`` is needed) and ``replicates_blocks`` (whether several devices train
+    the same block, as in federated learning), and implements :meth:`allocate`. The instance it
+    gets is already monotone in depth (:func:`~deft_ray.planners.problem.make_monotone`), mapped
+    through :meth:`cost_instance`, and feasible for the matching when ``one_block_per_device`` is
+    set.
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
     one_block_per_device: ClassVar[bool] = True
+    replicates_blocks: ClassVar[bool] = False
+
+    def cost_instance(self, instance: Instance) -> Instance:
+        """The instance this scheme's round is planned and scored on (default: ``instance``).
+
+        A scheme whose round costs differ from one DEFT iteration per block (several local steps,
+        a smaller upload) returns the instance with those costs.
+        """
+        return instance
 
     @abstractmethod
     def allocate(self, instance: Instance, *, seed: int) -> Allocation:
