@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", metavar="NAME_OR_PATH")
     run.add_argument("--seed", type=int, metavar="N")
     run.add_argument("--clock", choices=["virtual", "realtime"])
+    run.add_argument("--on-device-failure", choices=["replan", "restart"],
+                     help="re-plan a failed device's blocks among the others, or restart it (default: replan)")
+    run.add_argument("--straggler-deadline", type=float, metavar="X",
+                     help="recompute elsewhere the blocks of a device later than X times the planned latency")
+    run.add_argument("--checkpoint-every", type=int, metavar="N", help="rounds between checkpoints (0: none)")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint "
+                     "(with its config.yaml; --rounds and the reliability options may change)")
     run.add_argument("--local", action="store_true", help="run devices in this process, without Ray (debugging)")
     run.set_defaults(handler=_run_command)
 
@@ -125,11 +132,23 @@ def _plan_command(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- run
 def _run_command(args: argparse.Namespace) -> int:
-    from deft_ray.runner import resolve_config, run
+    from deft_ray.errors import InputError
+    from deft_ray.runner import resolve_config, resolve_resume, run
 
-    config = resolve_config(args.config, {
-        "rounds": args.rounds, "scheme": args.scheme, "data.task": args.task, "data.data_dir": args.data_dir,
-        "model.name_or_path": args.model, "seed": args.seed, "clock": args.clock}, num_devices=args.devices)
+    overrides = {"rounds": args.rounds, "scheme": args.scheme, "data.task": args.task, "data.data_dir": args.data_dir,
+                 "model.name_or_path": args.model, "seed": args.seed, "clock": args.clock,
+                 "reliability.on_device_failure": args.on_device_failure,
+                 "reliability.straggler_deadline": args.straggler_deadline,
+                 "reliability.checkpoint_every": args.checkpoint_every}
+    if args.resume:
+        for option, value in (("--config", args.config), ("--out", args.out), ("--devices", args.devices)):
+            if value is not None:
+                raise InputError(option, value, "cannot be combined with --resume (the run keeps its own)",
+                                 "drop it, or start a new run without --resume")
+        config = resolve_resume(args.resume, overrides)
+        run(config, out_dir=args.resume, use_ray=not args.local, resume=True)
+        return 0
+    config = resolve_config(args.config, overrides, num_devices=args.devices)
     run(config, out_dir=args.out, use_ray=not args.local)
     return 0
 

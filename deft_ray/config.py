@@ -95,6 +95,28 @@ class DeviceGroup:
     """Custom Ray resources per device actor (pins devices to node types)."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReliabilityConfig:
+    """What the coordinator does when devices fail or lag, and how often it checkpoints."""
+
+    on_device_failure: Literal["replan", "restart"] = "replan"
+    """replan: drop a failed device from the run and re-plan its blocks among the survivors;
+    restart: start a fresh actor for it (same spec and data) and give it its blocks again."""
+    straggler_deadline: float | None = None
+    """A block whose upload comes later than this multiple of the planned round latency is
+    recomputed on another device (empty: wait for every upload)."""
+    checkpoint_every: int = 10
+    """Write a checkpoint every this many rounds (and after the last round); 0 turns them off."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FederatedConfig:
+    """Settings of the federated schemes (fedavg, ffa-lora)."""
+
+    local_steps: int = 1
+    """Local optimizer steps (batches) each device takes per round before uploading its adapter."""
+
+
 def default_device_groups() -> tuple[DeviceGroup, ...]:
     """A mixed population of 12: 4 workstation-class, 4 Jetson-class and 4 phone-class devices."""
     return (
@@ -129,6 +151,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    reliability: ReliabilityConfig = field(default_factory=ReliabilityConfig)
+    federated: FederatedConfig = field(default_factory=FederatedConfig)
     devices: tuple[DeviceGroup, ...] = field(default_factory=default_device_groups)
 
     @property
@@ -140,9 +164,11 @@ class RunConfig:
 _POSITIVE = {"rounds", "time_scale", "eval_every", "round_timeout_s", "model.lora_rank", "model.lora_alpha",
              "model.max_length", "data.batch_size", "data.dirichlet_alpha", "data.max_train_examples",
              "data.max_eval_examples", "optimizer.lr", "network.bandwidth_hz", "devices.count",
-             "devices.compute_scale", "devices.memory_bytes"}
+             "devices.compute_scale", "devices.memory_bytes",
+             "reliability.straggler_deadline", "federated.local_steps"}
 _NON_NEGATIVE = {"optimizer.weight_decay", "model.lora_dropout", "devices.memory_fraction", "devices.num_cpus",
-                 "devices.num_gpus", "devices.ray_memory_bytes"}
+                 "devices.num_gpus", "devices.ray_memory_bytes",
+                 "reliability.checkpoint_every"}
 
 
 def _check_value(path: str, value: Any) -> None:
@@ -178,6 +204,10 @@ def _validate(config: RunConfig) -> RunConfig:
         if not 0 < low <= high:
             raise InputError(f"devices[{i}].distance_m", list(group.distance_m), "needs 0 < low <= high",
                              "give [low, high] in metres")
+    deadline = config.reliability.straggler_deadline
+    if deadline is not None and deadline < 1:
+        raise InputError("reliability.straggler_deadline", deadline, "is below 1, so every device would be late",
+                         "give a multiple of the planned latency such as 2, or leave it empty")
     if config.profile is not None and not Path(config.profile).is_file():
         from deft_ray.costs import PACKAGED_PROFILES
         if config.profile not in PACKAGED_PROFILES:

@@ -39,12 +39,38 @@ class RunDirectory:
     def checkpoints_dir(self) -> Path:
         return self.root / "checkpoints"
 
-    def create(self, config: RunConfig) -> None:
-        """Make the folders, write the resolved config and start an empty ledger."""
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def profile_path(self) -> Path:
+        return self.root / "profile.json"
+
+    def create(self, config: RunConfig, *, resume: bool = False) -> None:
+        """Make the folders, write the resolved config and start an empty ledger (``resume``: keep
+        the ledger, which :meth:`cut_ledger` trims to the checkpoint)."""
         for folder in (self.root, self.checkpoints_dir, self.plots_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        dump_config(config, self.root / "config.yaml")
-        self.metrics_path.write_text("")
+        dump_config(config, self.config_path)
+        if not resume:
+            self.metrics_path.write_text("")
+
+    def cut_ledger(self, length_bytes: int) -> list[dict[str, Any]]:
+        """Keep the first ``length_bytes`` of ``metrics.jsonl`` (the rounds up to a checkpoint) and
+        return their records; lines after it are appended to ``metrics.discarded.jsonl``, not lost."""
+        from deft_ray.checkpoint import CheckpointError
+
+        data = self.metrics_path.read_bytes() if self.metrics_path.is_file() else b""
+        if len(data) < length_bytes:
+            raise CheckpointError(f"{self.metrics_path} holds {len(data)} bytes but the checkpoint was taken at "
+                                  f"{length_bytes}; the ledger was truncated or replaced")
+        if len(data) > length_bytes:
+            with (self.root / "metrics.discarded.jsonl").open("ab") as discarded:
+                discarded.write(data[length_bytes:])
+            with self.metrics_path.open("r+b") as ledger:
+                ledger.truncate(length_bytes)
+        return [json.loads(line) for line in data[:length_bytes].decode().splitlines() if line.strip()]
 
     def append(self, record: RoundRecord) -> None:
         with self.metrics_path.open("a") as ledger:
@@ -58,7 +84,7 @@ class RunDirectory:
     def write_profile(self, profile: Sequence[BlockCost], *, source: str) -> None:
         """The block profile the planner used, in the Instance JSON's block format."""
         data = {"source": source, "blocks": [dataclasses.asdict(block) for block in profile]}
-        (self.root / "profile.json").write_text(json.dumps(data, indent=1) + "\n")
+        self.profile_path.write_text(json.dumps(data, indent=1) + "\n")
 
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         (self.root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

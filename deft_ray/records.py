@@ -76,12 +76,28 @@ class RoundRecord:
     planned_latency_s: float
     measured_latency_s: float
     devices: Mapping[str, Mapping[str, Any]]
+    """Each device of the plan: its blocks, bandwidth, times and ``status`` (applied, failed, late)."""
     bottleneck_device: str
     loss: float
     evaluation: Mapping[str, float] | None = None
     events: tuple[Mapping[str, Any], ...] = ()
+    """Failures, restarts, stragglers, re-plans, start-up notes."""
+    blocks_applied: int = 0
+    """Block gradients applied at the optimizer step (each block exactly once)."""
+    recovery: tuple[Mapping[str, Any], ...] = ()
+    """Re-plans within the round of blocks lost to failed or late devices: each with its plan and
+    devices, as the first phase's."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["events"] = list(self.events)
+        data["recovery"] = list(self.recovery)
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RoundRecord":
+        """The record of a ``metrics.jsonl`` line."""
+        values = dict(data)
+        values["events"] = tuple(values.get("events", ()))
+        values["recovery"] = tuple(values.get("recovery", ()))
+        return cls(**values)

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from deft_ray.actors.coordinator import RoundError
 from deft_ray.config import RunConfig, apply_overrides, load_config
-from deft_ray.errors import DeftRayError, InputError
+from deft_ray.errors import InputError
 from deft_ray.records import RoundRecord
 
 
@@ -64,13 +64,41 @@ def check_against_model(config: RunConfig) -> None:
                          f"use at least {num_blocks} devices or scheme 'single-device'")
 
 
+def resolve_resume(run_dir: str | Path, overrides: Mapping[str, Any]) -> RunConfig:
+    """The config of the run in ``run_dir`` (its ``config.yaml``) with the overrides a resumed run
+    may change, after checking that its latest checkpoint is readable and fits that config.
+
+    Raises:
+        InputError: ``run_dir`` is not a run directory, or an override cannot change on resume.
+        CheckpointError: no usable checkpoint (it is left as it is).
+    """
+    from deft_ray.checkpoint import RESUMABLE_CHANGES, load_resumable
+    from deft_ray.ledger import RunDirectory
+
+    directory = RunDirectory(run_dir)
+    if not directory.config_path.is_file() or not directory.profile_path.is_file():
+        raise InputError("--resume", str(run_dir), "is not a run directory (no config.yaml and profile.json)",
+                         "give the folder a `deft-ray run` wrote")
+    fixed = sorted(key for key, value in overrides.items()
+                   if value is not None and key.split(".")[0] not in RESUMABLE_CHANGES)
+    if fixed:
+        raise InputError(f"--{fixed[0].split('.')[-1].replace('_', '-')}", overrides[fixed[0]],
+                         "cannot change when resuming (the checkpoint was trained under the run's config)",
+                         f"drop it; only {', '.join(RESUMABLE_CHANGES)} may change")
+    config = apply_overrides(load_config(directory.config_path), overrides)
+    check_against_model(config)
+    load_resumable(directory, config)
+    return config
+
+
 def default_out_dir(config: RunConfig) -> Path:
     return Path(config.storage_path).expanduser() / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.scheme}"
 
 
 def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool = True,
-        console: Console | None = None) -> dict[str, Any]:
-    """Run every round of ``config``; return the summary. The run directory is printed at the end."""
+        console: Console | None = None, resume: bool = False) -> dict[str, Any]:
+    """Run every round of ``config``; return the summary. The run directory is printed at the end.
+    ``resume``: continue the run in ``out_dir`` from its latest checkpoint (see :func:`resolve_resume`)."""
     from deft_ray.actors.launch import load_config_task
     from deft_ray.ledger import RunDirectory
 
@@ -79,13 +107,16 @@ def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool =
     console.print(f"deft-ray: {config.num_devices} devices, scheme {config.scheme}, task {config.data.task}, "
                   f"{config.rounds} rounds, {config.clock} clock")
     task = load_config_task(config)  # bad data fails here, before Ray starts
-    stream = _ray_stream(config, run_dir, task) if use_ray else _local_stream(config, run_dir, task)
+    stream = (_ray_stream(config, run_dir, task, resume) if use_ray else _local_stream(config, run_dir, task, resume))
     columns = (TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
     summary: dict[str, Any] = {}
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task("rounds", total=config.rounds, status="starting devices")
         for item in stream:
+            if isinstance(item, int):  # where a resumed run starts
+                progress.update(bar, completed=item, status=f"resumed after round {item}")
+                continue
             if not isinstance(item, RoundRecord):
                 summary = item
                 continue
@@ -104,29 +135,30 @@ def _round_line(record: RoundRecord) -> str:
     return line
 
 
-def _local_stream(config: RunConfig, run_dir, task) -> Iterator[RoundRecord | dict]:
+def _local_stream(config: RunConfig, run_dir, task, resume: bool) -> Iterator[RoundRecord | dict | int]:
     from deft_ray.actors.launch import build_local
 
-    coordinator = build_local(config, run_dir, task)
+    coordinator = build_local(config, run_dir, task, resume=resume)
+    yield coordinator.next_round - 1
     yield from coordinator.run()
     yield coordinator.summary
 
 
-def _ray_stream(config: RunConfig, run_dir, task) -> Iterator[RoundRecord | dict]:
+def _ray_stream(config: RunConfig, run_dir, task, resume: bool) -> Iterator[RoundRecord | dict | int]:
     """Start (or join) Ray, spawn the coordinator actor on this node (so the run directory is
     written where this process runs) and stream its records, each within the round timeout."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from deft_ray.actors.launch import DEVICE_STARTUP_TIMEOUT_S, PLAN_TIMEOUT_S, CoordinatorActor
+    from deft_ray.actors.launch import DEVICE_STARTUP_TIMEOUT_S, PLAN_TIMEOUT_S, CoordinatorActor, unwrap_ray_error
 
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
     coordinator = ray.remote(CoordinatorActor).options(num_cpus=0, scheduling_strategy=here, max_restarts=0)
     try:
-        actor = coordinator.remote(config, str(run_dir.root.resolve()), task)
-        ray.get(actor.ready.remote(), timeout=DEVICE_STARTUP_TIMEOUT_S + 600)
+        actor = coordinator.remote(config, str(run_dir.root.resolve()), task, resume)
+        yield ray.get(actor.ready.remote(), timeout=DEVICE_STARTUP_TIMEOUT_S + 600)
         records = actor.run.remote()
         while True:
             ready, _ = ray.wait([records], timeout=config.round_timeout_s + PLAN_TIMEOUT_S)
@@ -139,21 +171,7 @@ def _ray_stream(config: RunConfig, run_dir, task) -> Iterator[RoundRecord | dict
                 return
             yield ray.get(ref, timeout=60)
     except ray.exceptions.RayError as error:
-        raise _project_error(error) from None
-
-
-def _project_error(error: BaseException) -> BaseException:
-    """The deft-ray error behind Ray's wrappers (a task error, an actor that died in its
-    constructor), so the user sees its one-line message; else the Ray error itself."""
-    import ray
-
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, DeftRayError) and not isinstance(seen, ray.exceptions.RayError):
-            return seen
-        cause = getattr(seen, "cause", None)
-        seen = cause if isinstance(cause, BaseException) else seen.__cause__
-    return error
+        raise unwrap_ray_error(error) from None
 
 
 def print_summary(summary: Mapping[str, Any], console: Console) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 from dataclasses import dataclass
@@ -82,6 +83,10 @@ class Device:
 
     def name(self) -> str:
         return self.spec.name
+
+    def pid(self) -> int:
+        """This device's process id."""
+        return os.getpid()
 
     def node_id(self) -> str | None:
         """The Ray node this device runs on (``None`` outside Ray)."""

@@ -14,9 +14,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deft_ray.actors.coordinator import Coordinator, ValidationSet, LocalDevicePool, RoundError
+from deft_ray.actors.coordinator import Coordinator, RoundError, ValidationSet
 from deft_ray.actors.device import Device, DeviceSetup
 from deft_ray.actors.planner import Planner
+from deft_ray.actors.pool import Dispatch, LocalDevicePool
 from deft_ray.channel import dbm_to_w
 from deft_ray.config import RunConfig
 from deft_ray.errors import DeftRayError, InputError
@@ -64,9 +65,9 @@ def device_specs(config: RunConfig, profile: tuple[BlockCost, ...]) -> tuple[Dev
     return tuple(specs)
 
 
-def prepare(config: RunConfig, task: Any = None) -> Prepared:
+def prepare(config: RunConfig, task: Any = None, *, profile_file: str | None = None) -> Prepared:
     """Load (unless given) and tokenise the task, split it across devices, load the model and its
-    block profile."""
+    block profile (from ``profile_file`` when given: a resumed run plans with the profile it began with)."""
     import datasets
     import torch
     from transformers import AutoTokenizer
@@ -91,11 +92,13 @@ def prepare(config: RunConfig, task: Any = None) -> Prepared:
     validation = {k: np.ascontiguousarray(v) for k, v in task.validation.with_format("numpy")[:].items()}
 
     events = []
-    if config.profile:
-        profile = load_profile(config.profile)
+    if profile_file or config.profile:
+        profile = load_profile(profile_file or config.profile)
         if len(profile) != model.num_blocks:
             raise InputError("profile", config.profile, f"has {len(profile)} blocks but the model has "
                              f"{model.num_blocks}", "measure a profile of this model or leave profile empty")
+        if profile_file:
+            events.append({"kind": "profile_loaded", "detail": profile_file})
     else:
         rows = np.arange(min(config.data.batch_size, len(train_columns["labels"])))
         batch = {k: torch.from_numpy(v[rows]) for k, v in train_columns.items()}
@@ -131,18 +134,32 @@ def load_config_task(config: RunConfig):
                      max_eval_examples=config.data.max_eval_examples)
 
 
-def build_local(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coordinator:
-    """A coordinator whose devices and planner live in this process (no Ray): tests, debugging."""
+def build_local(config: RunConfig, run_dir: RunDirectory, task: Any = None, *, resume: bool = False) -> Coordinator:
+    """A coordinator whose devices and planner live in this process (no Ray): tests, debugging.
+    ``resume``: continue the run in ``run_dir`` from its latest checkpoint."""
     from deft_ray.model import backbone_state_numpy
 
-    prepared = prepare(config, task)
+    prepared = prepare(config, task, profile_file=str(run_dir.profile_path) if resume else None)
     backbone = backbone_state_numpy(prepared.model)
-    devices = [Device(spec, prepared.setup, backbone, prepared.train_columns, indices)
-               for spec, indices in zip(prepared.specs, prepared.partitions)]
-    return _coordinator(config, prepared, LocalDevicePool(devices), Planner(config.scheme, seed=config.seed), run_dir)
+    spec_of = dict(zip((spec.name for spec in prepared.specs), zip(prepared.specs, prepared.partitions)))
+
+    def make_device(name: str) -> Device:
+        spec, indices = spec_of[name]
+        return Device(spec, prepared.setup, backbone, prepared.train_columns, indices)
+
+    pool = LocalDevicePool([make_device(spec.name) for spec in prepared.specs], factory=make_device)
+    return _coordinator(config, prepared, pool, Planner(config.scheme, seed=config.seed, options=scheme_options(config)),
+                        run_dir, resume=resume)
 
 
-def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coordinator:
+def scheme_options(config: RunConfig) -> dict[str, Any]:
+    """Constructor options of the configured scheme (the federated schemes' local steps)."""
+    from deft_ray.planners import get_scheme
+
+    return {"local_steps": config.federated.local_steps} if get_scheme(config.scheme).replicates_blocks else {}
+
+
+def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None, *, resume: bool = False) -> Coordinator:
     """A coordinator driving one Ray actor per device and a planner actor.
 
     The frozen backbone and the tokenised training columns are put in the object store once;
@@ -153,22 +170,28 @@ def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coo
 
     from deft_ray.model import backbone_state_numpy
 
-    prepared = prepare(config, task)
+    prepared = prepare(config, task, profile_file=str(run_dir.profile_path) if resume else None)
     backbone_ref = ray.put(backbone_state_numpy(prepared.model))
     columns_ref = ray.put(prepared.train_columns)
     started = time.perf_counter()
     group = gang_schedule(prepared.specs)
     device_class = ray.remote(Device)
-    handles = {}
-    for index, (spec, indices) in enumerate(zip(prepared.specs, prepared.partitions)):
+    index_of = {spec.name: index for index, spec in enumerate(prepared.specs)}
+
+    def spawn(name: str):
+        """A device actor in its own bundle of the run's placement group (a restart reuses it)."""
+        index = index_of[name]
+        spec = prepared.specs[index]
         options = dict(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_restarts=0,
                        scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index))
         if spec.ray_memory_bytes:
             options["memory"] = spec.ray_memory_bytes
         if spec.resources:
             options["resources"] = dict(spec.resources)
-        handles[spec.name] = device_class.options(**options).remote(spec, prepared.setup, backbone_ref,
-                                                                    columns_ref, indices)
+        return device_class.options(**options).remote(spec, prepared.setup, backbone_ref, columns_ref,
+                                                      prepared.partitions[index])
+
+    handles = {spec.name: spawn(spec.name) for spec in prepared.specs}
     names = {handle.name.remote(): name for name, handle in handles.items()}
     ready, pending = ray.wait(list(names), num_returns=len(names), timeout=DEVICE_STARTUP_TIMEOUT_S)
     if pending:
@@ -180,8 +203,9 @@ def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None) -> Coo
     placed = {"kind": "devices_placed", "detail": f"{len(set(nodes))} node(s)", "nodes": dict(zip(handles, nodes)),
               "startup_s": time.perf_counter() - started}
     prepared = dataclasses.replace(prepared, events=(*prepared.events, placed))
-    planner = ray.remote(Planner).options(num_cpus=0).remote(config.scheme, seed=config.seed)
-    return _coordinator(config, prepared, RayDevicePool(handles), RayPlanner(planner), run_dir)
+    planner = ray.remote(Planner).options(num_cpus=0).remote(config.scheme, seed=config.seed,
+                                                             options=scheme_options(config))
+    return _coordinator(config, prepared, RayDevicePool(handles, spawn), RayPlanner(planner), run_dir, resume=resume)
 
 
 class CoordinatorActor:
@@ -191,17 +215,18 @@ class CoordinatorActor:
     :class:`~deft_ray.records.RoundRecord` per round and, last, the run's summary.
     """
 
-    def __init__(self, config: RunConfig, run_dir: str, task: Any = None):
+    def __init__(self, config: RunConfig, run_dir: str, task: Any = None, resume: bool = False):
         self.error: DeftRayError | None = None
         try:
-            self.coordinator = build_ray(config, RunDirectory(run_dir), task=task)
+            self.coordinator = build_ray(config, RunDirectory(run_dir), task=task, resume=resume)
         except DeftRayError as error:  # kept, so ready() raises it as a plain task error
             self.error = error
 
-    def ready(self) -> bool:
+    def ready(self) -> int:
+        """The last round already done (0, or a resumed run's checkpoint round)."""
         if self.error is not None:
             raise self.error
-        return True
+        return self.coordinator.next_round - 1
 
     def run(self):
         yield from self.coordinator.run()
@@ -259,9 +284,10 @@ def check_cluster_resources(specs, available: Mapping[str, float]) -> None:
                          "lower the device groups' num_cpus/num_gpus/resources or add nodes")
 
 
-def _coordinator(config, prepared: Prepared, pool, planner, run_dir: RunDirectory) -> Coordinator:
-    run_dir.create(config)
-    run_dir.write_profile(prepared.profile, source=config.profile or "measured at start-up, one thread, made monotone")
+def _coordinator(config, prepared: Prepared, pool, planner, run_dir: RunDirectory, *, resume: bool) -> Coordinator:
+    run_dir.create(config, resume=resume)
+    if not resume:
+        run_dir.write_profile(prepared.profile, source=config.profile or "measured at start-up, one thread, made monotone")
     server_stream = None
     if prepared.model.head_block is not None:
         from deft_ray.actors.device import TensorTable
@@ -269,35 +295,93 @@ def _coordinator(config, prepared: Prepared, pool, planner, run_dir: RunDirector
 
         server_stream = BatchStream(TensorTable(prepared.train_columns), np.arange(len(prepared.train_columns["labels"])),
                                     batch_size=config.data.batch_size, seed=config.seed)
-    return Coordinator(config=config, model=prepared.model, profile=prepared.profile, specs=prepared.specs,
-                       pool=pool, planner=planner, evaluation=prepared.evaluation, run_dir=run_dir,
-                       events=prepared.events, server_stream=server_stream)
+    coordinator = Coordinator(config=config, model=prepared.model, profile=prepared.profile, specs=prepared.specs,
+                              pool=pool, planner=planner, evaluation=prepared.evaluation, run_dir=run_dir,
+                              events=prepared.events, server_stream=server_stream)
+    if resume:
+        from deft_ray.checkpoint import load_resumable
+
+        path, checkpoint = load_resumable(run_dir, config)
+        coordinator.restore(checkpoint, path)
+    return coordinator
 
 
 class RayDevicePool:
-    """Device actors: the adapter is ``ray.put`` once per round, uploads are taken as they arrive."""
+    """Device actors: the adapter is ``ray.put`` once per round, uploads are taken as they arrive.
 
-    def __init__(self, handles: Mapping[str, Any]):
+    A device whose actor died or raised is reported in :attr:`Dispatch.failures`; ``spawn(name)``
+    starts a fresh actor for :meth:`restart`.
+    """
+
+    def __init__(self, handles: Mapping[str, Any], spawn: Any = None):
         self.handles = dict(handles)
+        self.spawn = spawn
 
-    def train(self, orders, adapter, *, timeout_s):
+    def train(self, orders, adapter, *, timeout_s, deadline_s=None):
         import ray
 
         adapter_ref = ray.put(dict(adapter))
         start = time.perf_counter()
         pending = {self.handles[name].train.remote(order, adapter_ref): name for name, order in orders.items()}
-        arrivals = []
+        arrivals, failures = [], {}
         while pending:
-            remaining = timeout_s - (time.perf_counter() - start)
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(remaining, 0.0))
+            elapsed = time.perf_counter() - start
+            if deadline_s is not None and elapsed >= deadline_s:
+                break  # the rest are stragglers; their late results are dropped when they come
+            wait_s = timeout_s - elapsed if deadline_s is None else min(timeout_s, deadline_s) - elapsed
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(wait_s, 0.0))
             if not ready:
+                if deadline_s is not None and deadline_s < timeout_s:
+                    break
                 raise RoundError(f"devices {sorted(pending.values())} sent nothing within round_timeout_s = "
                                  f"{timeout_s:.0f} s; raise round_timeout_s or check those devices")
             ref = ready[0]
-            arrivals.append((ray.get(ref, timeout=timeout_s), time.perf_counter() - start))
-            del pending[ref]
-        return arrivals
+            name = pending.pop(ref)
+            try:
+                arrivals.append((ray.get(ref, timeout=timeout_s), time.perf_counter() - start))
+            except ray.exceptions.RayActorError as error:
+                failures[name] = f"device process died ({type(error).__name__})"
+            except ray.exceptions.RayTaskError as error:
+                cause = error.cause if isinstance(getattr(error, "cause", None), BaseException) else error
+                failures[name] = f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:200]}"
+        return Dispatch(arrivals=tuple(arrivals), failures=failures, unfinished=tuple(sorted(pending.values())))
 
+    def remove(self, name):
+        import ray
+
+        ray.kill(self.handles.pop(name), no_restart=True)
+
+    def restart(self, name):
+        import ray
+
+        if self.spawn is None:
+            raise RuntimeError("this pool cannot start devices")
+        try:
+            ray.kill(self.handles[name], no_restart=True)
+        except ray.exceptions.RayError:
+            pass
+        handle = self.spawn(name)
+        ray.get(handle.name.remote(), timeout=DEVICE_STARTUP_TIMEOUT_S)  # surfaces a device that fails to build
+        self.handles[name] = handle
+
+    def stream_states(self):
+        import ray
+
+        names = list(self.handles)
+        return dict(zip(names, ray.get([self.handles[n].stream_state.remote() for n in names], timeout=PLAN_TIMEOUT_S)))
+
+    def load_stream_states(self, states):
+        import ray
+
+        ray.get([self.handles[name].load_stream_state.remote(dict(state)) for name, state in states.items()
+                 if name in self.handles], timeout=PLAN_TIMEOUT_S)
+
+    def pids(self) -> dict[str, int]:
+        """Each device actor's process id (for fault injection from outside)."""
+        import ray
+
+        names = list(self.handles)
+        return dict(zip(names, ray.get([self.handles[n].pid.remote() for n in names], timeout=PLAN_TIMEOUT_S)))
 
     def memory_usage(self) -> dict[str, dict[str, float]]:
         """Each device actor's resident memory (see :meth:`Device.memory_usage`)."""
@@ -308,6 +392,20 @@ class RayDevicePool:
         return dict(zip(names, usage))
 
 
+def unwrap_ray_error(error: BaseException) -> BaseException:
+    """The deft-ray error behind Ray's wrappers (a task error, an actor that died in its
+    constructor), so the user sees its one-line message; else the Ray error itself."""
+    import ray
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, DeftRayError) and not isinstance(seen, ray.exceptions.RayError):
+            return seen
+        cause = getattr(seen, "cause", None)
+        seen = cause if isinstance(cause, BaseException) else seen.__cause__
+    return error
+
+
 class RayPlanner:
     def __init__(self, handle):
         self.handle = handle
@@ -315,4 +413,8 @@ class RayPlanner:
     def plan(self, instance, round_idx):
         import ray
 
-        return ray.get(self.handle.plan.remote(instance, round_idx), timeout=PLAN_TIMEOUT_S)
+        try:
+            return ray.get(self.handle.plan.remote(instance, round_idx), timeout=PLAN_TIMEOUT_S)
+        except ray.exceptions.RayTaskError as error:
+            cause = unwrap_ray_error(error)
+            raise cause if cause is not error else error from None
