@@ -3,7 +3,7 @@
 Importing this package registers every scheme. It never imports torch or Ray.
 """
 
-from deft_ray.planners import crunch, jbba, baselines, exact, federated  # noqa: F401  (registers the schemes)
+from deft_ray.planners import crunch, jbba, baselines, exact, federated, multiblock  # noqa: F401  (registers the schemes)
 from deft_ray.planners.problem import (BlockCost, Channel, DeviceState, Evaluation, Instance, Plan,
                                        evaluate, make_monotone)
 from deft_ray.planners.registry import get_scheme, register_scheme, scheme_names, solve

@@ -2,6 +2,8 @@
 
 - ``optimal``: every matching, each with its optimal bandwidth; for small instances.
 - ``exact-bisection``: the joint optimum at any size, by bisection on the round latency.
+- ``optimal-sets``: every assignment of blocks to devices when a device may take several blocks
+  (the ground truth for ``multiblock``); for small instances.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from deft_ray.errors import TooLargeError
 from deft_ray.planners.bandwidth import bandwidth_needed_hz, optimal_bandwidth_for
-from deft_ray.planners.matching import bottleneck_matching, enumerate_matchings
+from deft_ray.planners.matching import MAX_ENUMERATED_MATCHINGS, bottleneck_matching, enumerate_matchings
+from deft_ray.planners.multiblock import check_every_block_fits, equalize_sets, set_costs
 from deft_ray.planners.problem import Instance, pair_latency_s
 from deft_ray.planners.registry import register_scheme
 from deft_ray.planners.scheme import Allocation, Scheme, matching_allocation
@@ -85,3 +89,65 @@ class ExactBisection(Scheme):
                 low = middle
         _, bandwidth = optimal_bandwidth_for(instance, best)
         return matching_allocation(best, bandwidth[0])
+
+
+@register_scheme
+class OptimalSets(Scheme):
+    """Exact optimum when a device may train several blocks, by exhaustive search.
+
+    Problem: that of ``multiblock`` (PAPER.md section 9, A3; a set costs its lowest block's compute
+    and memory and the sum of its payloads, DESIGN.md "Measured facts"). Every assignment of the N
+    blocks to the K devices (K^N of them, a device may take none) whose sets fit in memory gets its
+    optimal (latency-equalising) bandwidth, and the best is returned. Assignments are enumerated in
+    chunks; one that needs more than the whole band at the best latency found so far cannot beat it,
+    so only the others are equalised.
+
+    Guarantee: the optimum, to the root search's tolerance. For small instances only
+    (K^N <= 200,000); it is the ground truth ``multiblock`` is measured against.
+    Complexity: O(K^N * N K) to enumerate and screen, plus O(M K I) for the M assignments equalised.
+
+    Raises:
+        TooLargeError: K^N is above 200,000.
+        InfeasibleError: a block fits no device's memory.
+    """
+
+    name = "optimal-sets"
+    summary = "exact optimum when a device may take several blocks: every assignment (small instances only)"
+    one_block_per_device = False
+
+    #: Assignments enumerated and screened at a time.
+    chunk_size = 20_000
+
+    def allocate(self, instance: Instance, *, seed: int) -> Allocation:
+        num_devices, num_blocks = instance.num_devices, instance.num_blocks
+        check_every_block_fits(instance)
+        total = num_devices ** num_blocks
+        if total > MAX_ENUMERATED_MATCHINGS:
+            raise TooLargeError(
+                f"optimal-sets: K={num_devices}, N={num_blocks} has {total:.3g} assignments (K^N), above the "
+                f"limit of {MAX_ENUMERATED_MATCHINGS}; use scheme 'multiblock'")
+        feasible = instance.memory_feasible()
+        digits = num_devices ** np.arange(num_blocks)
+        best_latency_s, best_assignment, best_bandwidth = np.inf, None, None
+        num_solved = 0
+        for begin in range(0, total, self.chunk_size):
+            codes = np.arange(begin, min(begin + self.chunk_size, total))
+            assignments = (codes[:, None] // digits) % num_devices
+            assignments = assignments[feasible[assignments, np.arange(num_blocks)].all(axis=1)]
+            compute, _, payload = set_costs(instance, assignments)
+            if np.isfinite(best_latency_s):
+                channel = instance.channel().take(np.arange(num_devices))
+                need = np.where(payload > 0, bandwidth_needed_hz(channel, compute, payload, best_latency_s), 0.0)
+                keep = need.sum(axis=1) < instance.bandwidth_hz
+                assignments, compute, payload = assignments[keep], compute[keep], payload[keep]
+            if not len(assignments):
+                continue
+            latency, bandwidth = equalize_sets(instance, compute, payload)
+            num_solved += len(assignments)
+            best = int(np.argmin(latency))
+            if latency[best] < best_latency_s:
+                best_latency_s, best_assignment, best_bandwidth = latency[best], assignments[best], bandwidth[best]
+        blocks_of_device = {int(k): tuple(int(n) for n in np.flatnonzero(best_assignment == k))
+                            for k in np.unique(best_assignment)}
+        return Allocation(blocks_of_device=blocks_of_device, bandwidth_hz=best_bandwidth,
+                          diagnostics=(f"optimal-sets: {total} assignments enumerated, {num_solved} equalised",))
