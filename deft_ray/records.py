@@ -34,18 +34,27 @@ class WorkOrder:
     rate_bps: float
     """Uplink rate at that bandwidth this round (channel and fading included)."""
     planned_compute_s: float
-    """Profile prediction ``compute_scale * compute_s`` of the lowest block: the emulated compute
-    time (under the realtime clock it really elapses, or longer if the real computation is)."""
+    """Profile prediction ``compute_scale * compute_s`` of the lowest block (times ``local_steps``
+    for a federated round): the emulated compute time (under the realtime clock it really
+    elapses, or longer if the real computation is)."""
+    local_steps: int = 0
+    """0: DEFT, the gradients of ``blocks`` on one batch. E >= 1: federated, E local optimizer
+    steps over the whole adapter, uploading its change."""
+    train_lora_a: bool = True
+    """Federated only: False freezes the LoRA A matrices (FFA-LoRA)."""
 
 
 @dataclass(frozen=True, slots=True)
 class BlockUpload:
-    """What a device sends back: the gradients of its blocks and how long everything took."""
+    """What a device sends back: the gradients of its blocks (or, federated, the change of its
+    adapter) and how long everything took."""
 
     device: str
     round_idx: int
     blocks: tuple[int, ...]
-    gradients: Mapping[str, np.ndarray]
+    tensors: Mapping[str, np.ndarray]
+    """Parameter name -> gradient (``kind == "gradients"``) or trained-minus-received weights
+    (``kind == "delta"``)."""
     loss: float
     measured_compute_s: float
     """Real seconds of forward + backward on this host."""
@@ -59,6 +68,7 @@ class BlockUpload:
     peak_memory_bytes: float
     """Measured: the CUDA allocator's peak during the step on a GPU, else the process's peak
     resident memory (shared backbone pages included)."""
+    kind: str = "gradients"
 
     @property
     def latency_s(self) -> float:

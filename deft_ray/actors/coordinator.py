@@ -23,7 +23,7 @@ from deft_ray.config import RunConfig
 from deft_ray.actors.pool import DevicePool
 from deft_ray.errors import DeftRayError, InfeasibleError
 from deft_ray.ledger import RunDirectory
-from deft_ray.planners import BlockCost, DeviceState, Instance, Plan
+from deft_ray.planners import BlockCost, DeviceState, Instance, Plan, get_scheme
 from deft_ray.records import BlockUpload, DeviceSpec, RoundRecord, WorkOrder
 
 EVAL_BATCH_SIZE = 128
@@ -94,6 +94,10 @@ class Coordinator:
         self.server_stream = server_stream
         """Batches for the head when it is trained at the server (``head_with="server"``)."""
         self.rng = np.random.default_rng(config.seed)
+        scheme = get_scheme(config.scheme)
+        self.federated = scheme.replicates_blocks
+        """Federated scheme: devices train the whole adapter locally and the server averages."""
+        self.train_lora_a = scheme.name != "ffa-lora"
         parameters = list(model.named_trainable_parameters().values())
         if config.optimizer.name == "adamw":
             self.optimizer = torch.optim.AdamW(parameters, lr=config.optimizer.lr,
@@ -229,9 +233,11 @@ class Coordinator:
             events.append({"kind": "device_failed", "device": name, "blocks": list(order.blocks), "error": reason})
             if not self._restart(name, events):
                 busy.add(name)
+        if self.federated and accepted:
+            lost = []  # every device trains every block: the others' updates cover them
         latencies = [upload.latency_s for upload in accepted]
         elapsed_s = deadline_s if deadline_s is not None and busy - set(dispatch.failures) else max(latencies, default=0.0)
-        return _Phase(plan=plan, accepted=accepted, devices=devices, lost_blocks=sorted(lost), busy=busy,
+        return _Phase(plan=plan, accepted=accepted, devices=devices, lost_blocks=sorted(set(lost)), busy=busy,
                       elapsed_s=float(elapsed_s))
 
     def _restart(self, name: str, events: list[dict[str, Any]]) -> bool:
@@ -353,21 +359,26 @@ class Coordinator:
         bandwidth = np.array([plan.bandwidth_hz.get(name, 0.0) for name in names])
         rates = instance.channel().rate_bps(bandwidth)
         compute = instance.block_compute_s()
+        steps = self.config.federated.local_steps if self.federated else 0
         orders = {}
         for name, blocks in plan.assignment.items():
             k = names.index(name)
+            compute_s = instance.devices[k].compute_scale * compute[list(blocks)].max() * max(steps, 1)
             orders[name] = WorkOrder(round_idx=round_idx, blocks=tuple(blocks), bandwidth_hz=float(bandwidth[k]),
-                                     rate_bps=float(rates[k]),
-                                     planned_compute_s=float(instance.devices[k].compute_scale * compute[list(blocks)].max()))
+                                     rate_bps=float(rates[k]), planned_compute_s=float(compute_s),
+                                     local_steps=steps, train_lora_a=self.train_lora_a)
         return orders
 
     def apply(self, uploads: Sequence[BlockUpload]) -> float:
-        """Assemble the block gradients (each block exactly once) and step the optimizer.
+        """Assemble the block gradients (each block exactly once) and step the optimizer; or, for a
+        federated scheme, add the mean of the devices' adapter changes (FedAvg).
 
         Returns the mean of the devices' losses.
         """
         import torch
 
+        if self.federated:
+            return self.average(uploads)
         counts = np.zeros(self.model.num_blocks, dtype=int)
         for upload in uploads:
             counts[list(upload.blocks)] += 1
@@ -377,7 +388,7 @@ class Coordinator:
         parameters = self.model.named_trainable_parameters()
         self.optimizer.zero_grad(set_to_none=True)
         for upload in uploads:
-            for name, gradient in upload.gradients.items():
+            for name, gradient in upload.tensors.items():
                 parameters[name].grad = torch.from_numpy(np.array(gradient)).to(parameters[name].device)
         if self.model.head_block is not None:  # head_with="server": the server trains the head itself
             head, _ = self.model.block_gradients([self.model.head_block], self.server_stream.next_batch())
@@ -386,6 +397,20 @@ class Coordinator:
         missing = [name for name, p in parameters.items() if p.grad is None]
         assert not missing, f"no gradient for {missing[:3]}"
         self.optimizer.step()
+        return float(np.mean([upload.loss for upload in uploads]))
+
+    def average(self, uploads: Sequence[BlockUpload]) -> float:
+        """FedAvg with equal weights (the partitions are equal in size): every parameter the devices
+        trained moves by the mean of their changes; the others (FFA-LoRA's A) stay."""
+        import torch
+
+        if not uploads:
+            raise RoundError("a federated round ended with no device update")
+        parameters = self.model.named_trainable_parameters()
+        with torch.no_grad():
+            for name in uploads[0].tensors:
+                mean = np.mean([upload.tensors[name] for upload in uploads], axis=0)
+                parameters[name].add_(torch.from_numpy(mean).to(parameters[name].device))
         return float(np.mean([upload.loss for upload in uploads]))
 
     def evaluate(self) -> dict[str, float]:

@@ -38,6 +38,10 @@ class DeviceSetup:
     block_memory_bytes: tuple[float, ...]
     """The profile's memory need of each block, to refuse assignments over the budget."""
     torch_threads: int = 1
+    optimizer: str = "adamw"
+    """Local optimizer of the federated schemes, with ``lr`` and ``weight_decay``."""
+    lr: float = 2e-3
+    weight_decay: float = 0.0
 
 
 class TensorTable:
@@ -57,8 +61,9 @@ class Device:
 
     It builds the model once around the shared frozen backbone (zero-copy numpy arrays), keeps a
     seeded stream over its own training examples and, for each :class:`WorkOrder`, loads the
-    round's adapter, computes the gradients of its blocks (backward stops at the lowest), lets its
-    emulated compute and transmission time pass on the clock and returns a :class:`BlockUpload`.
+    round's adapter, computes the gradients of its blocks (backward stops at the lowest) or, for a
+    federated order, trains the whole adapter for E local steps, lets its emulated compute and
+    transmission time pass on the clock and returns a :class:`BlockUpload`.
     """
 
     def __init__(self, spec: DeviceSpec, setup: DeviceSetup, backbone: Mapping[str, np.ndarray],
@@ -106,12 +111,19 @@ class Device:
                 f"device {self.spec.name!r}: blocks {list(order.blocks)} need {need:.4g} bytes, above its "
                 f"budget of {self.spec.memory_budget_bytes:.4g}; the plan must respect memory budgets")
         self.model.load_trainable_state({name: torch.tensor(value) for name, value in adapter.items()})
-        batch = self.stream.next_batch()
         on_gpu = self.model.device.type == "cuda"
         if on_gpu:
             torch.cuda.reset_peak_memory_stats(self.model.device)
-        start = time.perf_counter()
-        gradients, loss = self.model.block_gradients(order.blocks, batch)
+        if order.local_steps:  # federated: E local steps over the whole adapter
+            batches = [self.stream.next_batch() for _ in range(order.local_steps)]
+            start = time.perf_counter()
+            tensors, loss = self.model.local_update(batches, optimizer=self.setup.optimizer, lr=self.setup.lr,
+                                                    weight_decay=self.setup.weight_decay,
+                                                    train_lora_a=order.train_lora_a)
+        else:
+            batch = self.stream.next_batch()
+            start = time.perf_counter()
+            tensors, loss = self.model.block_gradients(order.blocks, batch)
         measured_s = time.perf_counter() - start
         peak_bytes = (torch.cuda.max_memory_allocated(self.model.device) if on_gpu
                       else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
@@ -123,12 +135,12 @@ class Device:
         if clock.realtime:
             compute_s = max(compute_s, measured_s / clock.time_scale)
             clock.elapse(compute_s, already_spent_wall_s=measured_s)
-        arrays = {name: grad.detach().cpu().numpy() for name, grad in gradients.items()}
+        arrays = {name: tensor.detach().cpu().numpy() for name, tensor in tensors.items()}
         payload_bits = float(sum(array.size * array.itemsize * 8 for array in arrays.values()))
         upload_s = transfer_time_s(payload_bits, order.rate_bps)
         clock.elapse(upload_s)
         return BlockUpload(device=self.spec.name, round_idx=order.round_idx, blocks=order.blocks,
-                           gradients=arrays, loss=loss, measured_compute_s=measured_s, compute_s=compute_s,
+                           tensors=arrays, kind="delta" if order.local_steps else "gradients", loss=loss, measured_compute_s=measured_s, compute_s=compute_s,
                            upload_s=upload_s, payload_bits=payload_bits, memory_need_bytes=need,
                            peak_memory_bytes=float(peak_bytes))
 

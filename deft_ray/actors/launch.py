@@ -119,7 +119,8 @@ def prepare(config: RunConfig, task: Any = None, *, profile_file: str | None = N
                                    alpha=config.data.dirichlet_alpha, seed=config.seed)
     setup = DeviceSetup(model_path=model_path, num_labels=task.spec.num_labels, lora=lora, seed=config.seed,
                         batch_size=config.data.batch_size, clock=Clock(config.clock, config.time_scale),
-                        block_memory_bytes=tuple(b.memory_bytes for b in profile))
+                        block_memory_bytes=tuple(b.memory_bytes for b in profile), optimizer=config.optimizer.name,
+                        lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
     return Prepared(model=model, model_path=model_path, setup=setup, profile=profile, specs=specs,
                     train_columns=train_columns, partitions=tuple(partitions),
                     evaluation=ValidationSet(spec=task.spec, columns=validation), events=tuple(events))

@@ -43,7 +43,7 @@ def test_device_returns_exactly_its_blocks_gradients_and_emulated_times(shared):
     *_, adapter, model = shared
     device = make_device(shared)
     upload = device.train(order([1, 3]), adapter)
-    assert set(upload.gradients) == set(model.block_parameter_names(1) + model.block_parameter_names(3))
+    assert set(upload.tensors) == set(model.block_parameter_names(1) + model.block_parameter_names(3))
     assert upload.payload_bits == model.block_payload_bits(1) + model.block_payload_bits(3)
     assert upload.upload_s == pytest.approx(upload.payload_bits / 1e6)
     assert upload.compute_s == 0.5  # virtual clock: the profile's prediction

@@ -125,3 +125,46 @@ def test_shipped_default_config_is_the_default():
     from deft_ray.config import load_config
 
     assert load_config(Path(__file__).resolve().parents[2] / "configs" / "default.yaml") == RunConfig()
+
+
+@pytest.mark.parametrize("scheme", ["fedavg", "ffa-lora"])
+def test_federated_schemes_run_on_the_same_harness(tiny_bert, tmp_path, scheme):
+    from deft_ray.actors.launch import build_local
+    from deft_ray.ledger import RunDirectory
+
+    config = tiny_config(tiny_bert, rounds=2, scheme=scheme, federated={"local_steps": 2})
+    coordinator = build_local(config, RunDirectory(tmp_path / "run"))
+    before = {name: value.clone() for name, value in coordinator.model.trainable_state().items()}
+    list(coordinator.run())
+    after = coordinator.model.trainable_state()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    for record in records:
+        assert record["devices"], "some device takes part"
+        for device in record["devices"].values():
+            assert device["blocks"] == list(range(4)) and device["status"] == "applied"
+        assert not any(name.startswith("slow") for name in record["devices"])  # they cannot hold the adapter
+        # ffa-lora plans with half of every payload; the head, which travels whole, makes it a bit more
+        assert record["measured_latency_s"] == pytest.approx(record["planned_latency_s"],
+                                                             rel=1e-6 if scheme == "fedavg" else 2e-2)
+    lora_a = [name for name in before if "lora_A" in name]
+    lora_b = [name for name in before if "lora_B" in name]
+    changed = {name for name in before if not torch_equal(before[name], after[name])}
+    assert set(lora_b) <= changed
+    if scheme == "ffa-lora":
+        assert not changed & set(lora_a), "FFA-LoRA keeps A frozen"
+    else:
+        assert set(lora_a) <= changed
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def test_multiblock_trains_sets_of_blocks_with_fewer_devices_than_blocks(tiny_bert, tmp_path):
+    config = tiny_config(tiny_bert, rounds=2, scheme="multiblock",
+                         devices=[{"name": "fast", "count": 2, "compute_scale": 1.0, "memory_fraction": 1.2}])
+    run(config, out_dir=tmp_path / "run", use_ray=False)
+    records = check_run_directory(tmp_path / "run", config, num_blocks=4)
+    assert max(len(d["blocks"]) for r in records for d in r["devices"].values()) >= 2
