@@ -140,6 +140,9 @@ class RunConfig:
     """realtime only: wall seconds per emulated second."""
     eval_every: int = 5
     """Evaluate every this many rounds (and after the last)."""
+    target_metric: float | None = None
+    """Stop once an evaluation's first metric (accuracy, or Pearson for stsb) reaches this value
+    (empty: run every round)."""
     round_timeout_s: float = 600.0
     """Longest a round may take before it is declared stuck."""
     profile: str | None = None

@@ -15,7 +15,7 @@ import csv
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Mapping, TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -275,6 +275,22 @@ def tokenize(task_data: TaskData, tokenizer: Any, *, max_length: int = 64) -> Ta
         return split
 
     return replace(task_data, train=convert(task_data.train), validation=convert(task_data.validation))
+
+
+def trim_padding(columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The rows' token columns cut after the last position any row attends to.
+
+    :func:`tokenize` pads every example to ``max_length`` on the right; a batch of short examples
+    needs only its longest one's width, and the masked padding changes no output. Columns without
+    a sequence axis (``labels``) pass through.
+    """
+    mask = columns.get("attention_mask")
+    if mask is None or np.ndim(mask) != 2 or not mask.shape[0]:
+        return dict(columns)
+    attended = np.flatnonzero(np.asarray(mask).any(axis=0))
+    width = int(attended[-1]) + 1 if attended.size else 1
+    return {name: (column[:, :width] if np.ndim(column) == 2 and column.shape[1] == mask.shape[1] else column)
+            for name, column in columns.items()}
 
 
 def partition_indices(labels: np.ndarray, num_devices: int, *, scheme: str = "iid",

@@ -134,9 +134,17 @@ class Coordinator:
                                        "`--on-device-failure restart` the failed ones are started again)"
                                        if path else "; there is no checkpoint of it (no round completed)")) from None
             yield record
-            if every and (round_idx % every == 0 or round_idx == self.config.rounds):
+            reached = self.target_reached(record)
+            if every and (round_idx % every == 0 or round_idx == self.config.rounds or reached):
                 self.checkpoint(round_idx)
+            if reached:
+                break
         self.summary = self.finish()
+
+    def target_reached(self, record: RoundRecord) -> bool:
+        """Whether ``record``'s evaluation reaches ``target_metric`` (its first metric)."""
+        target = self.config.target_metric
+        return bool(target is not None and record.evaluation and next(iter(record.evaluation.values())) >= target)
 
     def run_round(self, round_idx: int) -> RoundRecord:
         """One round: plan, dispatch, recover lost blocks, apply, evaluate, record."""
@@ -169,6 +177,9 @@ class Coordinator:
         evaluation = None
         if round_idx % self.config.eval_every == 0 or round_idx == self.config.rounds:
             evaluation = self.evaluate()
+            if self.config.target_metric is not None and next(iter(evaluation.values())) >= self.config.target_metric:
+                events.append({"kind": "target_reached", "metric": next(iter(evaluation)),
+                               "value": next(iter(evaluation.values())), "target": self.config.target_metric})
         bottleneck = max(uploads, key=lambda u: u.latency_s).device
         record = RoundRecord(
             round=round_idx, emulated_time_s=self.emulated_time_s, wall_s=time.perf_counter() - wall_start,
@@ -432,25 +443,32 @@ class Coordinator:
 
 
 def evaluate_adapter(model: Any, evaluation: ValidationSet) -> dict[str, float]:
-    """Score the model on the validation columns with the task's GLUE metrics."""
+    """Score the model on the validation columns with the task's GLUE metrics (examples batched
+    by length, each batch cut to its longest)."""
     import torch
 
-    from deft_ray.data import compute_metrics
+    from deft_ray.data import compute_metrics, trim_padding
 
     columns = evaluation.columns
+    labels = columns["labels"]
+    lengths = columns["attention_mask"].sum(axis=1) if "attention_mask" in columns else np.zeros(len(labels))
+    order = np.argsort(lengths, kind="stable")
     outputs = []
     threads = torch.get_num_threads()
     torch.set_num_threads(os.cpu_count() or 1)  # the devices wait while the server evaluates
     try:
-        for start in range(0, len(columns["labels"]), EVAL_BATCH_SIZE):
-            batch = {k: torch.from_numpy(np.ascontiguousarray(v[start:start + EVAL_BATCH_SIZE])) for k, v in columns.items()}
+        for start in range(0, len(labels), EVAL_BATCH_SIZE):
+            rows = order[start:start + EVAL_BATCH_SIZE]
+            batch = trim_padding({k: v[rows] for k, v in columns.items()})
+            batch = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
             outputs.append(model.evaluate_logits(batch).cpu().numpy())
     finally:
         torch.set_num_threads(threads)
-    predictions = np.concatenate(outputs)
+    predictions = np.empty_like(np.concatenate(outputs))
+    predictions[order] = np.concatenate(outputs)
     if evaluation.spec.is_regression:
         predictions = predictions.reshape(-1)
-    return compute_metrics(evaluation.spec, predictions, columns["labels"])
+    return compute_metrics(evaluation.spec, predictions, labels)
 
 
 def summarize(config: RunConfig, records: Sequence[RoundRecord]) -> dict[str, Any]:

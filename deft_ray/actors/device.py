@@ -45,7 +45,8 @@ class DeviceSetup:
 
 
 class TensorTable:
-    """Rows of a tokenised split kept as numpy columns (zero-copy from Ray's object store)."""
+    """Rows of a tokenised split kept as numpy columns (zero-copy from Ray's object store); a
+    batch is cut to its longest example (:func:`~deft_ray.data.trim_padding`)."""
 
     def __init__(self, columns: Mapping[str, np.ndarray]):
         self.columns = columns
@@ -53,7 +54,10 @@ class TensorTable:
     def __getitem__(self, rows: list[int]) -> dict[str, Any]:
         import torch
 
-        return {name: torch.from_numpy(np.ascontiguousarray(column[rows])) for name, column in self.columns.items()}
+        from deft_ray.data import trim_padding
+
+        batch = trim_padding({name: column[rows] for name, column in self.columns.items()})
+        return {name: torch.from_numpy(np.ascontiguousarray(column)) for name, column in batch.items()}
 
 
 class Device:

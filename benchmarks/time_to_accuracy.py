@@ -1,0 +1,113 @@
+"""How long does each scheme take to reach a target accuracy? (issue: beyond the paper)
+
+Runs `deft-ray run` on SST-2 from the local GLUE folder with the packaged MiniLM and 12 devices
+(Ray actors, virtual clock) once per scheme, with the same seed, data split, optimizer and
+devices; each run stops when the validation accuracy first reaches the target (or after
+--max-rounds). Prints, per scheme, the emulated time and the rounds to the target, the mean
+round latency and the last accuracy, and writes a plot of accuracy against emulated time with one
+line per scheme.
+
+    python benchmarks/time_to_accuracy.py [--target 0.85] [--max-rounds 400] [--eval-every 10]
+        [--schemes jbba crunch random multiblock fedavg] [--local-steps 1]
+        [--plot docs/figures/time_to_accuracy.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from deft_ray.config import RunConfig, config_from_dict, to_dict
+from deft_ray.runner import resize_population, run
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+
+
+def scheme_config(scheme: str, args: argparse.Namespace) -> RunConfig:
+    data = to_dict(RunConfig())
+    data["data"].update(task="sst2", data_dir=args.data_dir, max_eval_examples=None)
+    data.update(scheme=scheme, rounds=args.max_rounds, eval_every=args.eval_every, target_metric=args.target,
+                seed=args.seed, federated={"local_steps": args.local_steps},
+                reliability={**data["reliability"], "checkpoint_every": 0})
+    return resize_population(config_from_dict(data), args.devices)
+
+
+def curve(run_dir: Path) -> list[dict]:
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{"round": r["round"], "time_s": r["emulated_time_s"], "accuracy": r["evaluation"]["accuracy"],
+             "latency_s": r["measured_latency_s"]} for r in lines if r["evaluation"]] if lines else []
+
+
+def plot(curves: dict[str, list[dict]], target: float, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for scheme, points in curves.items():
+        ax.plot([p["time_s"] for p in points], [p["accuracy"] for p in points], marker=".", label=scheme)
+    ax.axhline(target, color="grey", linestyle="--", linewidth=0.8, label=f"target {target:.0%}")
+    ax.set_xlabel("emulated time (s)")
+    ax.set_ylabel("SST-2 validation accuracy")
+    ax.set_title("Accuracy against emulated wall-clock time, 12 devices, MiniLM")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--schemes", nargs="+", default=["jbba", "crunch", "random", "multiblock", "fedavg"])
+    parser.add_argument("--target", type=float, default=0.85)
+    parser.add_argument("--max-rounds", type=int, default=400)
+    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--devices", type=int, default=12)
+    parser.add_argument("--local-steps", type=int, default=1, help="fedavg's local steps per round")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
+    parser.add_argument("--out", default="runs/benchmark-time-to-accuracy")
+    parser.add_argument("--plot", default="docs/figures/time_to_accuracy.png")
+    args = parser.parse_args()
+
+    console = Console()
+    curves, rows = {}, []
+    for scheme in args.schemes:
+        config = scheme_config(scheme, args)
+        run_dir = Path(args.out) / scheme
+        start = time.perf_counter()
+        run(config, out_dir=run_dir, console=console)
+        wall_s = time.perf_counter() - start
+        points = curve(run_dir)
+        curves[scheme] = points
+        hit = next((p for p in points if p["accuracy"] >= args.target), None)
+        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        mean_latency = sum(r["measured_latency_s"] for r in lines) / len(lines)
+        rows.append((scheme, hit, points[-1], mean_latency, len(lines), wall_s))
+        (Path(args.out) / "curves.json").write_text(json.dumps(curves, indent=1))
+
+    table = Table(title=f"Time to {args.target:.0%} SST-2 validation accuracy: packaged MiniLM, {args.devices} devices, "
+                        f"seed {args.seed}, evaluated every {args.eval_every} rounds")
+    for column in ("scheme", "emulated s to target", "rounds to target", "mean round latency s",
+                   "last accuracy", "rounds run", "wall s"):
+        table.add_column(column, justify="right")
+    best = min((hit["time_s"] for _, hit, *_ in rows if hit), default=None)
+    for scheme, hit, last, mean_latency, rounds, wall_s in rows:
+        reached = (f"{hit['time_s']:.1f}" + (f" ({hit['time_s'] / best:.2f}x)" if best else "")) if hit else "not reached"
+        table.add_row(scheme, reached, str(hit["round"]) if hit else f"> {rounds}", f"{mean_latency:.3f}",
+                      f"{last['accuracy']:.4f}", str(rounds), f"{wall_s:.0f}")
+    console.print(table)
+    plot(curves, args.target, Path(args.plot))
+    console.print(f"plot: {args.plot}; curves: {Path(args.out) / 'curves.json'}")
+
+
+if __name__ == "__main__":
+    main()
