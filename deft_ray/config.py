@@ -264,6 +264,11 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
             raise InputError(path, value, "must be a mapping", "write it as {name: amount}")
         return {str(k): _coerce(args[1] if args else float, v, f"{path}.{k}") for k, v in value.items()}
     if hint is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e7 and -5.0e6 (no dot, or no exponent sign) as text
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise InputError(path, value, "must be a number", "give a number such as 1e7")
         _check_value(path, value)

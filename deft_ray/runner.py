@@ -61,7 +61,36 @@ def check_against_model(config: RunConfig) -> None:
     if get_scheme(config.scheme).one_block_per_device and config.num_devices < num_blocks:
         raise InputError("devices", config.num_devices, f"scheme {config.scheme!r} gives each device at most one "
                          f"block and the model has {num_blocks} blocks",
-                         f"use at least {num_blocks} devices or scheme 'single-device'")
+                         f"use at least {num_blocks} devices or scheme 'multiblock'")
+    check_memory_budgets(config)
+
+
+def check_memory_budgets(config: RunConfig) -> None:
+    """Fail before Ray starts when no device can hold the input-side block (it needs the most
+    memory), or, with a profile file, when the scheme finds no plan for the first round.
+
+    Raises:
+        InputError: every device group's memory_fraction is below 1 (no absolute budget given).
+        InfeasibleError: with a profile, the budgets admit no plan of the scheme; it names the block.
+    """
+    from deft_ray.planners import solve
+
+    relative = [group for group in config.devices if group.memory_bytes is None]
+    if len(relative) == len(config.devices) and max(group.memory_fraction for group in relative) < 1:
+        largest = max(range(len(config.devices)), key=lambda i: config.devices[i].memory_fraction)
+        raise InputError(f"devices[{largest}].memory_fraction", config.devices[largest].memory_fraction,
+                         "is the largest and below 1, so no device can hold block 0 (the input-side layer "
+                         "needs the most memory)", "give at least one device group memory_fraction >= 1")
+    if config.profile:
+        from deft_ray.actors.coordinator import round_instance
+        from deft_ray.actors.launch import device_specs
+        from deft_ray.costs import load_profile
+
+        profile = load_profile(config.profile)
+        import numpy as np
+
+        instance = round_instance(config, device_specs(config, profile), profile, np.random.default_rng(config.seed))
+        solve(instance, config.scheme, seed=config.seed)
 
 
 def resolve_resume(run_dir: str | Path, overrides: Mapping[str, Any]) -> RunConfig:
@@ -75,16 +104,16 @@ def resolve_resume(run_dir: str | Path, overrides: Mapping[str, Any]) -> RunConf
     from deft_ray.checkpoint import RESUMABLE_CHANGES, load_resumable
     from deft_ray.ledger import RunDirectory
 
-    directory = RunDirectory(run_dir)
-    if not directory.config_path.is_file() or not directory.profile_path.is_file():
-        raise InputError("--resume", str(run_dir), "is not a run directory (no config.yaml and profile.json)",
-                         "give the folder a `deft-ray run` wrote")
     fixed = sorted(key for key, value in overrides.items()
                    if value is not None and key.split(".")[0] not in RESUMABLE_CHANGES)
     if fixed:
         raise InputError(f"--{fixed[0].split('.')[-1].replace('_', '-')}", overrides[fixed[0]],
                          "cannot change when resuming (the checkpoint was trained under the run's config)",
                          f"drop it; only {', '.join(RESUMABLE_CHANGES)} may change")
+    directory = RunDirectory(run_dir)
+    if not directory.config_path.is_file() or not directory.profile_path.is_file():
+        raise InputError("--resume", str(run_dir), "is not a run directory (no config.yaml and profile.json)",
+                         "give the folder a `deft-ray run` wrote")
     config = apply_overrides(load_config(directory.config_path), overrides)
     check_against_model(config)
     load_resumable(directory, config)

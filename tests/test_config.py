@@ -46,6 +46,11 @@ def test_overrides_use_dotted_keys():
     (["--model", "/nowhere/model"], "model.name_or_path = '/nowhere/model': cannot be loaded"),
     (["--devices", "4"], "devices = 4: scheme 'jbba' gives each device at most one block and the model has 6"),
     (["--config", "/nowhere.yaml"], "--config = '/nowhere.yaml': no such file"),
+    (["--straggler-deadline", "0.5"], "reliability.straggler_deadline = 0.5: is below 1"),
+    (["--checkpoint-every", "-1"], "reliability.checkpoint_every = -1: must not be negative"),
+    (["--resume", "/nowhere"], "--resume = '/nowhere': is not a run directory"),
+    (["--resume", "/nowhere", "--config", "x.yaml"], "--config = 'x.yaml': cannot be combined with --resume"),
+    (["--resume", "/nowhere", "--scheme", "crunch"], "--scheme = 'crunch': cannot change when resuming"),
 ])
 def test_bad_run_options_exit_2_with_one_line_before_ray_starts(argv, message):
     result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "run", *argv], capture_output=True,
@@ -53,6 +58,31 @@ def test_bad_run_options_exit_2_with_one_line_before_ray_starts(argv, message):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("network: {bandwidth_hz: 0}", "network.bandwidth_hz = 0: must be positive"),
+    ("network: {bandwidth_hz: -5.0e6}", "network.bandwidth_hz = -5000000.0: must be positive"),
+    ("rounds: ten", "rounds = 'ten': must be a whole number"),
+    ("colour: red", "colour = 'red': unknown key"),
+    ("devices: [{name: a, count: 8, memory_fraction: 0.5}, {name: b, count: 4, memory_fraction: 0.9}]",
+     "devices[1].memory_fraction = 0.9: is the largest and below 1, so no device can hold block 0"),
+    ("profile: minilm-l6_cpu_fp32\ndevices: [{name: a, count: 8, memory_bytes: 1.0e8}, {name: b, count: 4, "
+     "memory_bytes: 1.8e8}]", "blocks[0].memory_bytes = 1.876e+08: no device can hold it"),
+    ("profile: minilm-l6_cpu_fp32\ndevices: [{name: a, count: 8, memory_bytes: 1.3e8}, {name: b, count: 2, "
+     "memory_bytes: 1.9e8}]", "memory budgets: blocks 0..2 each need at least 1.561e+08 bytes but only 2"),
+    ("scheme: fedavg\nprofile: minilm-l6_cpu_fp32\ndevices: [{name: a, count: 8, memory_bytes: 1.0e8}, "
+     "{name: b, count: 4, memory_bytes: 1.5e8}]", "fedavg: training every block needs 1.876e+08 bytes"),
+])
+def test_bad_config_file_exits_2_with_one_line_before_ray_starts(tmp_path, yaml_text, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml_text + "\n")
+    result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "run", "--config", str(path), "--out",
+                             str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "run").exists()
 
 
 def test_malformed_tsv_row_exits_2_before_ray_starts(tmp_path):

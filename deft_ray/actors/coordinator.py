@@ -348,22 +348,8 @@ class Coordinator:
 
     # ------------------------------------------------------------------------------ steps
     def instance_for_round(self) -> Instance:
-        """The planner's view of this round: the profile, and each device's compute scale, memory
-        and channel (path loss, plus Rayleigh fading redrawn every round when configured)."""
-        network = self.config.network
-        noise = dbm_to_w(network.noise_dbm_per_hz)
-        devices = []
-        for spec in self.specs:
-            gain = float(channel_gain(spec.distance_m, rayleigh=network.rayleigh_fading, rng=self.rng))
-            if network.rate_model == "spectral_efficiency":
-                snr = spec.tx_power_w * gain / (noise * network.bandwidth_hz / len(self.specs))
-                channel = {"spectral_efficiency": float(np.log2(1.0 + snr))}
-            else:
-                channel = {"tx_power_w": spec.tx_power_w, "channel_gain": gain}
-            devices.append(DeviceState(name=spec.name, compute_scale=spec.compute_scale,
-                                       memory_bytes=spec.memory_budget_bytes, **channel))
-        return Instance(bandwidth_hz=network.bandwidth_hz, blocks=self.profile, devices=tuple(devices),
-                        noise_psd_w_per_hz=noise)
+        """The planner's view of this round (see :func:`round_instance`)."""
+        return round_instance(self.config, self.specs, self.profile, self.rng)
 
     def work_orders(self, instance: Instance, plan: Plan, round_idx: int) -> dict[str, WorkOrder]:
         names = instance.device_names
@@ -440,6 +426,26 @@ class Coordinator:
         self.run_dir.write_summary(summary)
         self.run_dir.write_plots(self.evaluation.spec.metric_names[0])
         return summary
+
+
+def round_instance(config: RunConfig, specs: Sequence[DeviceSpec], profile: Sequence[BlockCost],
+                   rng: np.random.Generator | None) -> Instance:
+    """A round's Instance: the profile, and each device's compute scale, memory and channel (path
+    loss, times Rayleigh fading drawn from ``rng`` when the config asks for it)."""
+    network = config.network
+    noise = dbm_to_w(network.noise_dbm_per_hz)
+    devices = []
+    for spec in specs:
+        gain = float(channel_gain(spec.distance_m, rayleigh=network.rayleigh_fading, rng=rng))
+        if network.rate_model == "spectral_efficiency":
+            snr = spec.tx_power_w * gain / (noise * network.bandwidth_hz / len(specs))
+            channel = {"spectral_efficiency": float(np.log2(1.0 + snr))}
+        else:
+            channel = {"tx_power_w": spec.tx_power_w, "channel_gain": gain}
+        devices.append(DeviceState(name=spec.name, compute_scale=spec.compute_scale,
+                                   memory_bytes=spec.memory_budget_bytes, **channel))
+    return Instance(bandwidth_hz=network.bandwidth_hz, blocks=tuple(profile), devices=tuple(devices),
+                    noise_psd_w_per_hz=noise)
 
 
 def evaluate_adapter(model: Any, evaluation: ValidationSet) -> dict[str, float]:
