@@ -1,13 +1,13 @@
 """How long does each scheme take to reach a target accuracy? (issue: beyond the paper)
 
 Runs `deft-ray run` on SST-2 from the local GLUE folder with the packaged MiniLM and 12 devices
-(Ray actors, virtual clock) once per scheme, with the same seed, data split, optimizer and
-devices; each run stops when the validation accuracy first reaches the target (or after
+(Ray actors, virtual clock) once per scheme, with the same seed, data split, optimizer, devices
+and block profile (the packaged MiniLM CPU profile, so every scheme is costed alike); each run stops when the validation accuracy first reaches the target (or after
 --max-rounds). Prints, per scheme, the emulated time and the rounds to the target, the mean
 round latency and the last accuracy, and writes a plot of accuracy against emulated time with one
 line per scheme.
 
-    python benchmarks/time_to_accuracy.py [--target 0.85] [--max-rounds 400] [--eval-every 10]
+    python benchmarks/time_to_accuracy.py [--target 0.85] [--max-rounds 400] [--eval-every 20]
         [--schemes jbba crunch random multiblock fedavg] [--local-steps 1]
         [--plot docs/figures/time_to_accuracy.png]
 """
@@ -31,7 +31,7 @@ DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gl
 def scheme_config(scheme: str, args: argparse.Namespace) -> RunConfig:
     data = to_dict(RunConfig())
     data["data"].update(task="sst2", data_dir=args.data_dir, max_eval_examples=None)
-    data.update(scheme=scheme, rounds=args.max_rounds, eval_every=args.eval_every, target_metric=args.target,
+    data.update(scheme=scheme, profile=args.profile, rounds=args.max_rounds, eval_every=args.eval_every, target_metric=args.target,
                 seed=args.seed, federated={"local_steps": args.local_steps},
                 reliability={**data["reliability"], "checkpoint_every": 0})
     return resize_population(config_from_dict(data), args.devices)
@@ -69,10 +69,12 @@ def main() -> None:
     parser.add_argument("--schemes", nargs="+", default=["jbba", "crunch", "random", "multiblock", "fedavg"])
     parser.add_argument("--target", type=float, default=0.85)
     parser.add_argument("--max-rounds", type=int, default=400)
-    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--devices", type=int, default=12)
     parser.add_argument("--local-steps", type=int, default=1, help="fedavg's local steps per round")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--profile", default="minilm-l6_cpu_fp32",
+                        help="block costs every scheme plans with (one profile, so latencies compare)")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
     parser.add_argument("--out", default="runs/benchmark-time-to-accuracy")
     parser.add_argument("--plot", default="docs/figures/time_to_accuracy.png")

@@ -261,28 +261,31 @@ def test_device_exception_on_ray_is_restarted(tiny_bert, tmp_path, ray_local, mo
 
 
 # ------------------------------------------------------------------------------ driver killed
-def test_sigkill_of_the_driver_then_resume(tiny_bert, tmp_path):
+@pytest.mark.parametrize("where", ["local", "ray"])
+def test_sigkill_of_the_driver_then_resume(tiny_bert, tmp_path, where):
     """`deft-ray run` killed with SIGKILL mid-run, then `deft-ray run --resume`: same adapter
-    (1e-5) and the same ledger as an uninterrupted run with the same seed."""
+    (1e-5) and the same ledger as an uninterrupted run with the same seed. ``ray``: the devices
+    and the coordinator are actors of the local Ray the killed driver started."""
     import yaml
 
     from deft_ray.config import to_dict
 
-    rounds = 40
+    rounds = 40 if where == "local" else 30
     config = tiny_config(tiny_bert, rounds=rounds, eval_every=10, profile=fixed_profile(tmp_path),
                          reliability={"checkpoint_every": 5})
     config_path = tmp_path / "config.yaml"
-    data = to_dict(config)
-    config_path.write_text(yaml.safe_dump(data))
+    config_path.write_text(yaml.safe_dump(to_dict(config)))
     # The reference run, uninterrupted (devices in-process; the same numbers as on Ray).
     whole = build_local(config, RunDirectory(tmp_path / "whole"))
     list(whole.run())
 
     out = tmp_path / "killed"
-    env = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
-    command = [sys.executable, "-m", "deft_ray.cli", "run", "--config", str(config_path), "--out", str(out), "--local"]
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
+    local = ["--local"] if where == "local" else []
+    env = {**os.environ, "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0", "RAY_ADDRESS": "", "DEFT_RAY_STARTUP_TIMEOUT_S": "300"}
+    command = [sys.executable, "-m", "deft_ray.cli", "run", "--config", str(config_path), "--out", str(out), *local]
+    driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    deadline = time.monotonic() + 600
     while latest_checkpoint(out / "checkpoints") is None or "round-000010" > latest_checkpoint(out / "checkpoints").name:
         assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline
@@ -291,7 +294,7 @@ def test_sigkill_of_the_driver_then_resume(tiny_bert, tmp_path):
     driver.wait(timeout=30)
     done_before = len(ledger(out))
     assert done_before < rounds, "the run finished before it could be killed"
-    resumed = subprocess.run([sys.executable, "-m", "deft_ray.cli", "run", "--resume", str(out), "--local"],
+    resumed = subprocess.run([sys.executable, "-m", "deft_ray.cli", "run", "--resume", str(out), *local],
                              env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [deterministic(r) for r in ledger(out)] == [deterministic(r) for r in ledger(tmp_path / "whole")]
