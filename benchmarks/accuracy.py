@@ -29,7 +29,7 @@ def centralised(config: RunConfig, *, steps: int) -> tuple[dict[str, float], flo
     whole training set, every block trained at once. Returns the final evaluation and wall time."""
     import torch
 
-    from deft_ray.actors.coordinator import evaluate_adapter
+    from deft_ray.actors.validation import evaluate_adapter
     from deft_ray.actors.device import TensorTable
     from deft_ray.actors.launch import prepare
     from deft_ray.data import BatchStream

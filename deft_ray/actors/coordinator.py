@@ -10,7 +10,6 @@ append the round's record to the ledger.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,11 @@ import numpy as np
 from deft_ray.channel import channel_gain, dbm_to_w
 from deft_ray.config import RunConfig
 from deft_ray.actors.pool import DevicePool
+from deft_ray.actors.validation import ValidationSet, evaluate_adapter
 from deft_ray.errors import DeftRayError, InfeasibleError
 from deft_ray.ledger import RunDirectory
 from deft_ray.planners import BlockCost, DeviceState, Instance, Plan, get_scheme
 from deft_ray.records import BlockUpload, DeviceSpec, RoundRecord, WorkOrder
-
-EVAL_BATCH_SIZE = 128
-
 
 class RoundError(DeftRayError):
     """A round could not complete.
@@ -48,14 +45,6 @@ class CoverageError(RoundError):
 
 class PlannerLike(Protocol):
     def plan(self, instance: Instance, round_idx: int) -> Plan: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ValidationSet:
-    """The validation split as numpy columns, and the task spec that scores it."""
-
-    spec: Any
-    columns: Mapping[str, np.ndarray]
 
 
 @dataclass
@@ -446,35 +435,6 @@ def round_instance(config: RunConfig, specs: Sequence[DeviceSpec], profile: Sequ
                                    memory_bytes=spec.memory_budget_bytes, **channel))
     return Instance(bandwidth_hz=network.bandwidth_hz, blocks=tuple(profile), devices=tuple(devices),
                     noise_psd_w_per_hz=noise)
-
-
-def evaluate_adapter(model: Any, evaluation: ValidationSet) -> dict[str, float]:
-    """Score the model on the validation columns with the task's GLUE metrics (examples batched
-    by length, each batch cut to its longest)."""
-    import torch
-
-    from deft_ray.data import compute_metrics, trim_padding
-
-    columns = evaluation.columns
-    labels = columns["labels"]
-    lengths = columns["attention_mask"].sum(axis=1) if "attention_mask" in columns else np.zeros(len(labels))
-    order = np.argsort(lengths, kind="stable")
-    outputs = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)  # the devices wait while the server evaluates
-    try:
-        for start in range(0, len(labels), EVAL_BATCH_SIZE):
-            rows = order[start:start + EVAL_BATCH_SIZE]
-            batch = trim_padding({k: v[rows] for k, v in columns.items()})
-            batch = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
-            outputs.append(model.evaluate_logits(batch).cpu().numpy())
-    finally:
-        torch.set_num_threads(threads)
-    predictions = np.empty_like(np.concatenate(outputs))
-    predictions[order] = np.concatenate(outputs)
-    if evaluation.spec.is_regression:
-        predictions = predictions.reshape(-1)
-    return compute_metrics(evaluation.spec, predictions, labels)
 
 
 def summarize(config: RunConfig, records: Sequence[RoundRecord]) -> dict[str, Any]:

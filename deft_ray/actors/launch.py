@@ -14,7 +14,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from deft_ray.actors.coordinator import Coordinator, RoundError, ValidationSet
+from deft_ray.actors.coordinator import Coordinator, RoundError
+from deft_ray.actors.validation import ValidationSet
 from deft_ray.actors.device import Device, DeviceSetup
 from deft_ray.actors.planner import Planner
 from deft_ray.actors.pool import Dispatch, LocalDevicePool
