@@ -86,6 +86,12 @@ class RunDirectory:
         data = {"source": source, "blocks": [dataclasses.asdict(block) for block in profile]}
         self.profile_path.write_text(json.dumps(data, indent=1) + "\n")
 
+    def write_stop(self, round_idx: int, reason: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """``stop.json``: why the run stopped in ``round_idx`` and the events of that unfinished
+        round (its failures), which no ledger line records."""
+        data = {"round": round_idx, "reason": reason, "events": list(events)}
+        (self.root / "stop.json").write_text(json.dumps(data, indent=1) + "\n")
+
     def write_summary(self, summary: Mapping[str, Any]) -> None:
         (self.root / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 

@@ -109,7 +109,8 @@ class Coordinator:
 
         Raises:
             CoverageError: the surviving devices cannot cover the blocks; a checkpoint of the last
-                completed round is written first, and the message says how to resume.
+                completed round is written first, the unfinished round's events go to
+                ``stop.json``, and the message says how to resume.
         """
         every = self.config.reliability.checkpoint_every
         for round_idx in range(self.next_round, self.config.rounds + 1):
@@ -117,6 +118,7 @@ class Coordinator:
                 record = self.run_round(round_idx)
             except CoverageError as error:
                 path = self.checkpoint(round_idx - 1, at_round_start=True)
+                self.run_dir.write_stop(round_idx, str(error), self._round_events)
                 raise CoverageError(f"{error} The run stopped after round {round_idx - 1}"
                                     + (f"; checkpoint {path}. Resume with `deft-ray run --resume "
                                        f"{self.run_dir.root}` once devices are back (with "
@@ -140,7 +142,7 @@ class Coordinator:
         wall_start = time.perf_counter()
         self._round_start_state = (self.rng.bit_generator.state, tuple(spec.name for spec in self.specs))
         self._failed_this_round: set[str] = set()
-        events = self.pending_events
+        events = self._round_events = self.pending_events
         self.pending_events = []
         instance = self.instance_for_round()
         plan = self._plan(instance, round_idx, what="the round")

@@ -131,6 +131,9 @@ def test_too_few_survivors_stop_with_a_checkpoint(tiny_bert, tmp_path):
     checkpoint = load_checkpoint(path)
     assert checkpoint.round_idx == 2 and len(ledger(tmp_path / "run")) == 2
     assert set(checkpoint.live_devices) == set(names)  # as the devices were when round 3 began
+    stop = json.loads((tmp_path / "run" / "stop.json").read_text())
+    assert stop["round"] == 3 and "cannot cover" in stop["reason"]
+    assert sum(e["kind"] == "device_failed" for e in stop["events"]) >= 2
 
 
 # ------------------------------------------------------------------------------ checkpoints
