@@ -263,6 +263,42 @@ def test_device_exception_on_ray_is_restarted(tiny_bert, tmp_path, ray_local, mo
     assert len(coordinator.specs) == 4 and "fast-0" in records[1]["plan"]["assignment"]
 
 
+class SlowDevice(Device):
+    """A device that can be told to stall in one round (a real straggler)."""
+
+    stall: tuple[int, float] | None = None
+
+    def slow_down(self, round_idx: int, seconds: float) -> None:
+        self.stall = (round_idx, seconds)
+
+    def train(self, order, adapter):
+        if self.stall and order.round_idx == self.stall[0]:
+            time.sleep(self.stall[1])
+        return super().train(order, adapter)
+
+
+def test_realtime_straggler_past_the_deadline_is_recomputed_on_ray(tiny_bert, tmp_path, ray_local, monkeypatch):
+    import cloudpickle
+
+    from deft_ray.actors import launch
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(launch, "Device", SlowDevice)
+    # The tiny model's measured profile: rounds of some 20 ms emulated, 0.4 s wall at time_scale 20.
+    config = tiny_config(tiny_bert, rounds=2, clock="realtime", time_scale=20.0,
+                         reliability={"checkpoint_every": 0, "straggler_deadline": 3.0})
+    coordinator = launch.build_ray(config, RunDirectory(tmp_path / "run"))
+    victim = planned_devices(coordinator, 2)[0]
+    ray_local.get(coordinator.pool.handles[victim].slow_down.remote(2, 15.0), timeout=60)
+    list(coordinator.run())
+    records = ledger(tmp_path / "run")
+    check_every_block_once(records)
+    late = [e for e in records[1]["events"] if e["kind"] == "straggler"]
+    assert [e["device"] for e in late] == [victim] and records[1]["devices"][victim]["status"] == "late"
+    assert victim not in records[1]["recovery"][0]["devices"]
+    assert records[1]["wall_s"] < 15.0, "the round did not wait for the straggler"
+
+
 # ------------------------------------------------------------------------------ driver killed
 @pytest.mark.parametrize("where", ["local", "ray"])
 def test_sigkill_of_the_driver_then_resume(tiny_bert, tmp_path, where):
