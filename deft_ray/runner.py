@@ -82,13 +82,13 @@ def check_memory_budgets(config: RunConfig) -> None:
                          "is the largest and below 1, so no device can hold block 0 (the input-side layer "
                          "needs the most memory)", "give at least one device group memory_fraction >= 1")
     if config.profile:
+        import numpy as np
+
         from deft_ray.actors.coordinator import round_instance
         from deft_ray.actors.launch import device_specs
         from deft_ray.costs import load_profile
 
         profile = load_profile(config.profile)
-        import numpy as np
-
         instance = round_instance(config, device_specs(config, profile), profile, np.random.default_rng(config.seed))
         solve(instance, config.scheme, seed=config.seed)
 

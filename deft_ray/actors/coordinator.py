@@ -75,7 +75,6 @@ class Coordinator:
         self.model = model
         self.profile = tuple(profile)
         self.specs = list(specs)
-        self.all_specs = tuple(specs)
         self.pool = pool
         self.planner = planner
         self.evaluation = evaluation
@@ -86,7 +85,7 @@ class Coordinator:
         scheme = get_scheme(config.scheme)
         self.federated = scheme.replicates_blocks
         """Federated scheme: devices train the whole adapter locally and the server averages."""
-        self.train_lora_a = scheme.name != "ffa-lora"
+        self.train_lora_a = scheme.trains_lora_a
         parameters = list(model.named_trainable_parameters().values())
         if config.optimizer.name == "adamw":
             self.optimizer = torch.optim.AdamW(parameters, lr=config.optimizer.lr,
@@ -125,23 +124,23 @@ class Coordinator:
                                        "`--on-device-failure restart` the failed ones are started again)"
                                        if path else "; there is no checkpoint of it (no round completed)")) from None
             yield record
-            reached = self.target_reached(record)
+            reached = self.meets_target(record.evaluation)
             if every and (round_idx % every == 0 or round_idx == self.config.rounds or reached):
                 self.checkpoint(round_idx)
             if reached:
                 break
         self.summary = self.finish()
 
-    def target_reached(self, record: RoundRecord) -> bool:
-        """Whether ``record``'s evaluation reaches ``target_metric`` (its first metric)."""
+    def meets_target(self, evaluation: Mapping[str, float] | None) -> bool:
+        """Whether ``evaluation`` reaches ``target_metric`` (its first metric)."""
         target = self.config.target_metric
-        return bool(target is not None and record.evaluation and next(iter(record.evaluation.values())) >= target)
+        return bool(target is not None and evaluation and next(iter(evaluation.values())) >= target)
 
     def run_round(self, round_idx: int) -> RoundRecord:
         """One round: plan, dispatch, recover lost blocks, apply, evaluate, record."""
         wall_start = time.perf_counter()
         self._round_start_state = (self.rng.bit_generator.state, tuple(spec.name for spec in self.specs))
-        self._failed_this_round: set[str] = set()
+        self._failed_this_round = set()
         events = self._round_events = self.pending_events
         self.pending_events = []
         instance = self.instance_for_round()
@@ -151,8 +150,8 @@ class Coordinator:
         busy = set(phase.busy)
         while phases[-1].lost_blocks:
             lost = phases[-1].lost_blocks
-            sub_instance, lost_index = self._recovery_instance(instance, lost, busy)
-            sub_plan = self._remap(self._plan(sub_instance, round_idx, what=f"lost blocks {lost}"), lost_index)
+            sub_instance = self._recovery_instance(instance, lost, busy)
+            sub_plan = self._remap(self._plan(sub_instance, round_idx, what=f"lost blocks {lost}"), lost)
             events.append({"kind": "replanned", "blocks": lost, "assignment": {k: list(v) for k, v in sub_plan.assignment.items()},
                            "planned_latency_s": sub_plan.round_latency_s})
             phases.append(self._dispatch(instance, sub_plan, round_idx, events, exclude=busy))
@@ -168,7 +167,7 @@ class Coordinator:
         evaluation = None
         if round_idx % self.config.eval_every == 0 or round_idx == self.config.rounds:
             evaluation = self.evaluate()
-            if self.config.target_metric is not None and next(iter(evaluation.values())) >= self.config.target_metric:
+            if self.meets_target(evaluation):
                 events.append({"kind": "target_reached", "metric": next(iter(evaluation)),
                                "value": next(iter(evaluation.values())), "target": self.config.target_metric})
         bottleneck = max(uploads, key=lambda u: u.latency_s).device
@@ -267,13 +266,13 @@ class Coordinator:
         except Exception:  # noqa: BLE001 - it may already be gone with its process
             pass
 
-    def _recovery_instance(self, instance: Instance, lost: list[int], busy: set[str]) -> tuple[Instance, list[int]]:
+    def _recovery_instance(self, instance: Instance, lost: list[int], busy: set[str]) -> Instance:
         """The sub-problem of the lost blocks on the devices still free this round (same channels)."""
         live = {spec.name for spec in self.specs} - busy
         devices = tuple(device for device in instance.devices if device.name in live)
         if not devices:
             raise CoverageError(f"no device is left to recompute blocks {lost}.")
-        return dataclasses.replace(instance, blocks=tuple(instance.blocks[n] for n in lost), devices=devices), lost
+        return dataclasses.replace(instance, blocks=tuple(instance.blocks[n] for n in lost), devices=devices)
 
     @staticmethod
     def _remap(plan: Plan, block_of: list[int]) -> Plan:

@@ -144,8 +144,8 @@ class Device:
         upload_s = transfer_time_s(payload_bits, order.rate_bps)
         clock.elapse(upload_s)
         return BlockUpload(device=self.spec.name, round_idx=order.round_idx, blocks=order.blocks,
-                           tensors=arrays, kind="delta" if order.local_steps else "gradients", loss=loss, measured_compute_s=measured_s, compute_s=compute_s,
-                           upload_s=upload_s, payload_bits=payload_bits, memory_need_bytes=need,
+                           tensors=arrays, kind="delta" if order.local_steps else "gradients", loss=loss,
+                           measured_compute_s=measured_s, compute_s=compute_s, upload_s=upload_s, payload_bits=payload_bits, memory_need_bytes=need,
                            peak_memory_bytes=float(peak_bytes))
 
     def memory_usage(self) -> dict[str, float]:

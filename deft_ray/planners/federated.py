@@ -125,6 +125,7 @@ class FfaLora(FedAvg):
 
     name = "ffa-lora"
     summary = "federated with LoRA A frozen: only B and the head train and travel (half the upload)"
+    trains_lora_a = False
 
     def cost_instance(self, instance: Instance) -> Instance:
         """:meth:`FedAvg.cost_instance` with every block's ``payload_bits`` halved."""

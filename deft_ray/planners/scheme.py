@@ -37,6 +37,8 @@ class Scheme(ABC):
     summary: ClassVar[str]
     one_block_per_device: ClassVar[bool] = True
     replicates_blocks: ClassVar[bool] = False
+    trains_lora_a: ClassVar[bool] = True
+    """Whether devices train the LoRA A matrices (FFA-LoRA freezes them)."""
 
     def cost_instance(self, instance: Instance) -> Instance:
         """The instance this scheme's round is planned and scored on (default: ``instance``).
