@@ -193,7 +193,13 @@ def _read_text(path: str, option: str) -> str:
     file = Path(path)
     if not file.is_file():
         raise InputError(option, path, "no such file", "give the path of an existing file")
-    return file.read_text()
+    try:
+        return file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(option, path, f"is not UTF-8 text (byte {error.start} is {error.object[error.start]:#04x})",
+                         "give a UTF-8 JSON file") from None
+    except OSError as error:
+        raise InputError(option, path, f"cannot be read ({error.strerror})", "give a readable file") from None
 
 
 if __name__ == "__main__":
