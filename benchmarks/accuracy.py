@@ -27,18 +27,16 @@ DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "gl
 def centralised(config: RunConfig, *, steps: int) -> tuple[dict[str, float], float]:
     """Plain LoRA fine-tuning of the same model: ``steps`` AdamW steps on batches drawn from the
     whole training set, every block trained at once. Returns the final evaluation and wall time."""
-    import torch
 
-    from deft_ray.actors.validation import evaluate_adapter
-    from deft_ray.actors.device import TensorTable
-    from deft_ray.actors.launch import prepare
-    from deft_ray.data import BatchStream
+    from deft_ray.learning.batches import BatchStream, TensorTable
+    from deft_ray.learning.validation import evaluate_adapter
+    from deft_ray.runtime.build import prepare
 
     start = time.perf_counter()
     prepared = prepare(config)
     model = prepared.model
     parameters = list(model.named_trainable_parameters().values())
-    optimizer = torch.optim.AdamW(parameters, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
+    optimizer = config.optimizer.build(parameters)
     stream = BatchStream(TensorTable(prepared.train_columns), np.arange(len(prepared.train_columns["labels"])),
                          batch_size=config.data.batch_size, seed=config.seed)
     blocks = list(range(model.num_blocks))
@@ -75,9 +73,9 @@ def main() -> None:
     table = Table(title=f"SST-2, packaged MiniLM, LoRA r={config.model.lora_rank}, batch {config.data.batch_size}")
     for column in ("training", "optimizer steps", "val accuracy", "wall s", "emulated s"):
         table.add_column(column, justify="right")
-    deft_accuracy = summary["final_evaluation"]["accuracy"]
+    deft_accuracy = summary.final_evaluation["accuracy"]
     table.add_row(f"deft-ray, {config.num_devices} devices, {config.scheme}", str(config.rounds),
-                  f"{deft_accuracy:.4f}", f"{deft_wall_s:.0f}", f"{summary['emulated_time_s']:.1f}")
+                  f"{deft_accuracy:.4f}", f"{deft_wall_s:.0f}", f"{summary.emulated_time_s:.1f}")
     table.add_row("centralised LoRA", str(config.rounds), f"{central_eval['accuracy']:.4f}", f"{central_wall_s:.0f}", "-")
     console.print(table)
     console.print(f"accuracy difference (deft-ray - centralised): {100 * (deft_accuracy - central_eval['accuracy']):+.2f} points; "

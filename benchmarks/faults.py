@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 
 from deft_ray.config import RunConfig, config_from_dict, to_dict
-from deft_ray.ledger import RunDirectory
+from deft_ray.runtime.ledger import RunDirectory
 from deft_ray.runner import resize_population
 
 
@@ -60,8 +60,8 @@ def run_once(config: RunConfig, out: Path, *, kill_every: int | None, console: C
     random (seeded) among those the round's plan gives work is killed 0.3 s after the round starts."""
     import numpy as np
 
-    from deft_ray.actors.coordinator import CoverageError
     from deft_ray.actors.launch import build_ray
+    from deft_ray.runtime.recovery import CoverageError
 
     coordinator = build_ray(config, RunDirectory(out))
     rounds = coordinator.run()
@@ -86,7 +86,7 @@ def run_once(config: RunConfig, out: Path, *, kill_every: int | None, console: C
             finally:
                 if timer:
                     timer.join()
-            round_idx = record.round
+            round_idx = record.round_idx
     except CoverageError as error:
         stopped = str(error)
     import ray

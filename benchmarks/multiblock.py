@@ -26,9 +26,9 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from deft_ray.costs import load_profile
+from deft_ray.edge.profiles import load_profile
 from deft_ray.planners import Instance, solve
-from deft_ray.scenario import PopulationSpec, random_instance, synthetic_blocks
+from deft_ray.edge.scenario import PopulationSpec, random_instance, synthetic_blocks
 
 PROFILES = {12: "roberta-base_h200_fp32", 24: "roberta-large_h200_fp32"}
 RATE_MODELS = ("shannon", "spectral_efficiency")

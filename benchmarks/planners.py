@@ -26,12 +26,12 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from deft_ray.costs import load_profile
+from deft_ray.edge.profiles import load_profile
 from deft_ray.planners import solve
 from deft_ray.planners.crunch import crunch_matching
 from deft_ray.planners.matching import milp_matching
 from deft_ray.planners.problem import make_monotone, pair_latency_s
-from deft_ray.scenario import PopulationSpec, random_instance
+from deft_ray.edge.scenario import PopulationSpec, random_instance
 
 PROFILES = {12: "roberta-base_h200_fp32", 24: "roberta-large_h200_fp32"}
 

@@ -37,7 +37,9 @@ class MemoryProbe:
         import torch  # noqa: F401
 
         import deft_ray.actors.device  # noqa: F401  (what a device process imports)
-        from deft_ray.model import BlockModel, LoraSpec, default_model_path
+        from deft_ray.learning.lora import LoraSpec
+        from deft_ray.learning.model import BlockModel
+        from deft_ray.learning.pretrained import default_model_path
 
         torch.set_num_threads(1)
         if kind in ("mmap", "copy"):
@@ -81,9 +83,9 @@ def main() -> None:
         summary = run(config, out_dir=out, console=console)
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         placed = next(event for record in records for event in record["events"] if event["kind"] == "devices_placed")
-        memory = summary["device_memory"]
-        rows.append((num_devices, placed["startup_s"], memory["mean_uss_bytes"], memory["mean_rss_bytes"],
-                     memory["total_uss_bytes"], statistics.median(r["wall_s"] for r in records[1:-1] or records)))
+        memory = summary.device_memory
+        rows.append((num_devices, placed["startup_s"], memory.mean_uss_bytes, memory.mean_rss_bytes,
+                     memory.total_uss_bytes, statistics.median(r["wall_s"] for r in records[1:-1] or records)))
 
     probes = probe_memory()
     console.print(f"process floor (imports, no model): {probes['floor'] / MB:.0f} MB USS; loading the model itself: "

@@ -23,7 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from deft_ray.config import RunConfig, config_from_dict, to_dict
+from deft_ray.experiments.plots import write_comparison_plot
 from deft_ray.runner import resize_population, run
+from deft_ray.runtime.ledger import read_ledger
+from deft_ray.runtime.records import RoundRecord
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 
@@ -37,31 +40,9 @@ def scheme_config(scheme: str, args: argparse.Namespace) -> RunConfig:
     return resize_population(config_from_dict(data), args.devices)
 
 
-def curve(run_dir: Path) -> list[dict]:
-    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{"round": r["round"], "time_s": r["emulated_time_s"], "accuracy": r["evaluation"]["accuracy"],
-             "latency_s": r["measured_latency_s"]} for r in lines if r["evaluation"]] if lines else []
-
-
-def plot(curves: dict[str, list[dict]], target: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for scheme, points in curves.items():
-        ax.plot([p["time_s"] for p in points], [p["accuracy"] for p in points], marker=".", label=scheme)
-    ax.axhline(target, color="grey", linestyle="--", linewidth=0.8, label=f"target {target:.0%}")
-    ax.set_xlabel("emulated time (s)")
-    ax.set_ylabel("SST-2 validation accuracy")
-    ax.set_title("Accuracy against emulated wall-clock time, 12 devices, MiniLM")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+def curve(records: list[RoundRecord]) -> list[dict]:
+    return [{"round": r.round_idx, "time_s": r.emulated_time_s, "accuracy": r.evaluation["accuracy"],
+             "latency_s": r.measured_latency_s} for r in records if r.evaluation]
 
 
 def main() -> None:
@@ -81,19 +62,18 @@ def main() -> None:
     args = parser.parse_args()
 
     console = Console()
-    curves, rows = {}, []
+    curves, ledgers, rows = {}, {}, []
     for scheme in args.schemes:
         config = scheme_config(scheme, args)
         run_dir = Path(args.out) / scheme
         start = time.perf_counter()
         run(config, out_dir=run_dir, console=console)
         wall_s = time.perf_counter() - start
-        points = curve(run_dir)
-        curves[scheme] = points
+        ledgers[scheme] = records = read_ledger(run_dir / "metrics.jsonl")
+        curves[scheme] = points = curve(records)
         hit = next((p for p in points if p["accuracy"] >= args.target), None)
-        lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        mean_latency = sum(r["measured_latency_s"] for r in lines) / len(lines)
-        rows.append((scheme, hit, points[-1], mean_latency, len(lines), wall_s))
+        mean_latency = sum(r.measured_latency_s for r in records) / len(records)
+        rows.append((scheme, hit, points[-1], mean_latency, len(records), wall_s))
         (Path(args.out) / "curves.json").write_text(json.dumps(curves, indent=1))
 
     table = Table(title=f"Time to {args.target:.0%} SST-2 validation accuracy: packaged MiniLM, {args.devices} devices, "
@@ -107,7 +87,8 @@ def main() -> None:
         table.add_row(scheme, reached, str(hit["round"]) if hit else f"> {rounds}", f"{mean_latency:.3f}",
                       f"{last['accuracy']:.4f}", str(rounds), f"{wall_s:.0f}")
     console.print(table)
-    plot(curves, args.target, Path(args.plot))
+    write_comparison_plot(ledgers, args.plot, metric="accuracy", target=args.target,
+                          title=f"SST-2 validation accuracy against emulated time, {args.devices} devices, MiniLM")
     console.print(f"plot: {args.plot}; curves: {Path(args.out) / 'curves.json'}")
 
 

@@ -1,7 +1,9 @@
 """deft-ray: device-edge cooperative fine-tuning of foundation models on Ray.
 
-Importing the package is cheap: torch, transformers and Ray are imported only by the modules that
-need them (``deft_ray.model``, ``deft_ray.actors``), never by the planners or the CLI entry point.
+The package is split into layers (docs/architecture.md, "Layers"): ``planners``, ``edge``,
+``config`` and ``experiments`` never import torch or Ray; ``learning`` and ``runtime`` use torch;
+``actors`` is the only layer that imports Ray. Importing the package itself, or the ``deft-ray``
+command's module, loads neither.
 """
 
 __version__ = "0.1.0"

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Plan one round: which device trains which block, and each "
                                            "device's bandwidth.")
     source = plan.add_mutually_exclusive_group(required=True)
-    source.add_argument("--instance", metavar="FILE", help="Instance JSON (see DESIGN.md)")
+    source.add_argument("--instance", metavar="FILE", help="Instance JSON (see docs/architecture.md)")
     source.add_argument("--profile", metavar="FILE", help="a block profile (deft-ray profile, or a packaged name); "
                         "plans for a random paper-like population of --devices devices drawn with --seed")
     plan.add_argument("--devices", type=int, default=20, metavar="K", help="population size with --profile (default: 20)")
@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", type=int, metavar="N", help="rounds between checkpoints (0: none)")
     run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint "
                      "(with its config.yaml; --rounds and the reliability options may change)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="assignments",
+                     help="set any config key, e.g. --set network.bandwidth_hz=5e6 (repeatable; values are YAML)")
+    run.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (default: refuse)")
     run.add_argument("--local", action="store_true", help="run devices in this process, without Ray (debugging)")
     run.set_defaults(handler=_run_command)
 
@@ -121,7 +124,7 @@ def _plan_command(args: argparse.Namespace) -> int:
         payload = [p.to_dict() for p in plans] if args.scheme == "all" else plans[0].to_dict()
         print(json.dumps(payload, indent=1))
         return 0
-    from deft_ray.report import print_plan, print_plan_comparison
+    from deft_ray.experiments.plan_report import print_plan, print_plan_comparison
 
     for plan in plans:
         print_plan(instance, plan)
@@ -132,16 +135,18 @@ def _plan_command(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------- run
 def _run_command(args: argparse.Namespace) -> int:
-    from deft_ray.errors import InputError
+    from deft_ray.config import parse_assignments
     from deft_ray.runner import resolve_config, resolve_resume, run
 
-    overrides = {"rounds": args.rounds, "scheme": args.scheme, "data.task": args.task, "data.data_dir": args.data_dir,
+    overrides = parse_assignments(args.assignments)
+    overrides |= {key: value for key, value in {"rounds": args.rounds, "scheme": args.scheme, "data.task": args.task, "data.data_dir": args.data_dir,
                  "model.name_or_path": args.model, "seed": args.seed, "clock": args.clock,
                  "reliability.on_device_failure": args.on_device_failure,
                  "reliability.straggler_deadline": args.straggler_deadline,
-                 "reliability.checkpoint_every": args.checkpoint_every}
+                 "reliability.checkpoint_every": args.checkpoint_every}.items() if value is not None}
     if args.resume:
-        for option, value in (("--config", args.config), ("--out", args.out), ("--devices", args.devices)):
+        for option, value in (("--config", args.config), ("--out", args.out), ("--devices", args.devices),
+                              ("--overwrite", args.overwrite or None)):
             if value is not None:
                 raise InputError(option, value, "cannot be combined with --resume (the run keeps its own)",
                                  "drop it, or start a new run without --resume")
@@ -149,13 +154,13 @@ def _run_command(args: argparse.Namespace) -> int:
         run(config, out_dir=args.resume, use_ray=not args.local, resume=True)
         return 0
     config = resolve_config(args.config, overrides, num_devices=args.devices)
-    run(config, out_dir=args.out, use_ray=not args.local)
+    run(config, out_dir=args.out, use_ray=not args.local, overwrite=args.overwrite)
     return 0
 
 
 # --------------------------------------------------------------------------------------- profile
 def _profile_command(args: argparse.Namespace) -> int:
-    from deft_ray.profiling import measure_profile, write_profile
+    from deft_ray.learning.profiling import measure_profile, write_profile
 
     profile = measure_profile(args.model, batch_size=args.batch, seq_length=args.seq, device=args.device,
                               repeats=args.repeats, threads=args.threads)
@@ -169,7 +174,7 @@ def _profile_command(args: argparse.Namespace) -> int:
 def _sweep_command(args: argparse.Namespace) -> int:
     import time
 
-    from deft_ray.sweep import load_sweep_settings, run_sweep
+    from deft_ray.experiments.sweep import load_sweep_settings, run_sweep
 
     settings = load_sweep_settings(args.config)
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -181,8 +186,8 @@ def _sweep_command(args: argparse.Namespace) -> int:
 def _profile_instance(profile: str, num_devices: int, seed: int):
     import numpy as np
 
-    from deft_ray.costs import load_profile
-    from deft_ray.scenario import PopulationSpec, random_instance
+    from deft_ray.edge.profiles import load_profile
+    from deft_ray.edge.scenario import PopulationSpec, random_instance
 
     if num_devices < 1:
         raise InputError("--devices", num_devices, "must be at least 1", "give a positive number of devices")

@@ -1,6 +1,6 @@
 """Write the example instances shipped in examples/instances/ (run: python examples/make_instances.py).
 
-- roberta-base-20dev.json: the paper's default setting (PAPER.md section 7): the RoBERTa-base
+- roberta-base-20dev.json: the paper's default setting (docs/method.md): the RoBERTa-base
   profile measured on an H200 (12 blocks, raw medians), 20 devices with compute scales U[1, 5],
   memory budgets U[m_min, 1.2 m_max], distances U[50, 500] m, 3GPP path loss, 23 dBm, -174 dBm/Hz,
   10 MHz, Shannon rates.
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deft_ray.costs import load_profile
-from deft_ray.scenario import PopulationSpec, random_instance, synthetic_blocks
+from deft_ray.edge.profiles import load_profile
+from deft_ray.edge.scenario import PopulationSpec, random_instance, synthetic_blocks
 
 HERE = Path(__file__).parent / "instances"
 

@@ -3,17 +3,54 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import pytest
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def write_tiny_model(path: str, *, family: str = "bert", num_layers: int = 4,
+                   hidden_size: int = 32, num_labels: int = 2, seed: int = 0) -> str:
+    """Write a tiny random BERT or RoBERTa (config, backbone weights, MiniLM's tokenizer) to ``path``.
+
+    The folder loads like a real model with ``AutoTokenizer`` and
+    ``AutoModelForSequenceClassification``; both families use MiniLM's 30522-token vocabulary.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, RobertaConfig
+
+    from deft_ray.learning.model import head_prefixes, quiet_transformers, seeded
+    from deft_ray.learning.pretrained import default_model_path
+
+    families = {"bert": BertConfig, "roberta": RobertaConfig}
+    vocab_size = AutoConfig.from_pretrained(default_model_path()).vocab_size
+    config = families[family](
+        vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=514,
+        num_labels=num_labels, pad_token_id=0, **({"type_vocab_size": 1} if family == "roberta" else {}))
+    with seeded(seed):
+        model = AutoModelForSequenceClassification.from_config(config)
+    head = head_prefixes(model)
+    backbone = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
+    with quiet_transformers():
+        model.save_pretrained(path, state_dict=backbone)  # like a pretrained checkpoint: no head
+    for name in TOKENIZER_FILES:
+        shutil.copy(os.path.join(default_model_path(), name), os.path.join(path, name))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_factory():
+    """:func:`write_tiny_model`, for tests that build their own tiny models."""
+    return write_tiny_model
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
-    from deft_ray.model import tiny_model_dir
-
-    return tiny_model_dir(str(tmp_path_factory.mktemp("tiny-bert")), family="bert", num_layers=4, hidden_size=32)
+    return write_tiny_model(str(tmp_path_factory.mktemp("tiny-bert")), family="bert", num_layers=4, hidden_size=32)
 
 
 @pytest.fixture(scope="module")

@@ -71,7 +71,7 @@ def test_usage_errors_exit_2_on_one_line():
 
 
 def test_cli_and_planners_do_not_import_torch_or_ray():
-    code = ("import sys, deft_ray.cli, deft_ray.planners, deft_ray.report; "
+    code = ("import sys, deft_ray.cli, deft_ray.planners, deft_ray.experiments.plan_report; "
             "from deft_ray.cli import main; "
             "print(sorted(m for m in ('torch', 'ray', 'transformers', 'cvxpy') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

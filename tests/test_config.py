@@ -1,9 +1,13 @@
+import dataclasses
 import subprocess
 import sys
+import typing
+from pathlib import Path
 
 import pytest
 
-from deft_ray.config import RunConfig, apply_overrides, config_from_dict, dump_config, load_config
+from deft_ray.config import (RunConfig, apply_overrides, config_from_dict, dump_config, load_config,
+                             parse_assignments)
 from deft_ray.errors import InputError
 
 
@@ -105,3 +109,50 @@ def test_bad_yaml_says_where(tmp_path):
     path.write_text("rounds: 3\ndata: [unclosed\n")
     with pytest.raises(InputError, match=r"--config line \d+ = .*: is not valid YAML"):
         load_config(path)
+
+
+def test_set_reaches_any_key_with_yaml_typed_values():
+    overrides = parse_assignments(["network.bandwidth_hz=5e6", "data.batch_size=8",
+                                   "model.target_modules=[query, key, value]", "target_metric=null"])
+    config = apply_overrides(RunConfig(), overrides)
+    assert config.network.bandwidth_hz == 5e6 and config.data.batch_size == 8
+    assert config.model.target_modules == ("query", "key", "value") and config.target_metric is None
+
+
+@pytest.mark.parametrize("assignment, message", [
+    ("network.bandwith_hz=5e6", "network.bandwith_hz = '5e6': unknown key; valid keys here: bandwidth_hz, "
+                                "noise_dbm_per_hz, rate_model, rayleigh_fading"),
+    ("netwrk.bandwidth_hz=5e6", "--set netwrk.bandwidth_hz = '5e6': netwrk is not a section; sections here: "
+                                "model, data"),
+    ("data.batch_size=eight", "data.batch_size = 'eight': must be a whole number"),
+    ("rounds", "--set = 'rounds': is not KEY=VALUE"),
+])
+def test_bad_set_exits_2_with_one_line(assignment, message):
+    result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "run", "--set", assignment], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_a_config_built_in_python_is_validated():
+    with pytest.raises(ValueError, match="greater than 0"):
+        RunConfig(rounds=0)
+    with pytest.raises(ValueError, match="is not a scheme"):
+        dataclasses.replace(RunConfig(), scheme="fastest")
+
+
+def test_every_config_key_is_documented():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+
+    def keys(cls, prefix):
+        for field in dataclasses.fields(cls):
+            hint = typing.get_type_hints(cls)[field.name]
+            inner = next((a for a in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(a)), None)
+            if inner is not None:
+                yield from keys(inner, f"{prefix}{field.name}[i]." if field.name == "devices" else f"{prefix}{field.name}.")
+            else:
+                yield prefix + field.name
+
+    missing = [key for key in keys(RunConfig, "") if f"`{key}`" not in text]
+    assert not missing, f"docs/configuration.md lacks {missing}"

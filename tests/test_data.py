@@ -1,4 +1,4 @@
-"""Tests of deft_ray.data: loading, the synthetic task, tokenisation, partitions, batches, metrics.
+"""Tests of the learning layer's data: task loading, the synthetic task, tokenisation, partitions, batches, metrics.
 
 No network: GLUE comes from the shared local TSV copy (skipped when absent), the hub is faked.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deft_ray import data
+from deft_ray.learning import batches, metrics, partition, tasks
 from deft_ray.errors import InputError, UnknownNameError
 
 GLUE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"
@@ -38,12 +38,12 @@ def write_task(root: Path, task: str, train_rows: list[str], validation_rows: li
 
 
 def test_registry_lists_tasks_and_rejects_unknown():
-    assert data.task_names() == sorted(GLUE_TASKS + ("synthetic-sentiment",))
-    assert data.get_task("stsb").is_regression and data.get_task("stsb").num_labels == 1
+    assert tasks.task_names() == sorted(GLUE_TASKS + ("synthetic-sentiment",))
+    assert tasks.get_task("stsb").is_regression and tasks.get_task("stsb").num_labels == 1
     with pytest.raises(UnknownNameError, match="valid tasks: mrpc, rte, sst2, stsb, synthetic-sentiment"):
-        data.get_task("cola")
+        tasks.get_task("cola")
     with pytest.raises(UnknownNameError, match="cola"):
-        data.load_task("cola", data_dir=str(GLUE_DIR))
+        tasks.load_task("cola", data_dir=str(GLUE_DIR))
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_registry_lists_tasks_and_rejects_unknown():
                      ("synthetic-sentiment", "accuracy")]
 )
 def test_primary_metric(task, metric):
-    assert data.primary_metric(data.get_task(task)) == metric
+    assert tasks.primary_metric(tasks.get_task(task)) == metric
 
 
 # --- local GLUE --------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ def test_primary_metric(task, metric):
 @needs_glue
 @pytest.mark.parametrize("task", GLUE_TASKS)
 def test_load_local_glue_subsampled(task):
-    task_data = data.load_task(task, data_dir=str(GLUE_DIR), max_train_examples=40, max_eval_examples=10)
+    task_data = tasks.load_task(task, data_dir=str(GLUE_DIR), max_train_examples=40, max_eval_examples=10)
     assert task_data.spec.name == task
     assert (len(task_data.train), len(task_data.validation)) == (40, 10)
     for split in (task_data.train, task_data.validation):
@@ -78,14 +78,14 @@ def test_load_local_glue_subsampled(task):
 
 @needs_glue
 def test_rte_row_counts_match_readme():
-    task_data = data.load_task("rte", data_dir=str(GLUE_DIR))
+    task_data = tasks.load_task("rte", data_dir=str(GLUE_DIR))
     assert (len(task_data.train), len(task_data.validation)) == (1244, 139)
 
 
 @needs_glue
 def test_subsample_is_seeded():
     def first_sentences(seed):
-        return list(data.load_task("rte", data_dir=str(GLUE_DIR), seed=seed, max_train_examples=20).train["sentence1"])
+        return list(tasks.load_task("rte", data_dir=str(GLUE_DIR), seed=seed, max_train_examples=20).train["sentence1"])
 
     assert first_sentences(3) == first_sentences(3)
     assert first_sentences(3) != first_sentences(4)
@@ -94,12 +94,12 @@ def test_subsample_is_seeded():
 def test_subsample_limit_must_be_positive(tmp_path):
     write_task(tmp_path, "rte", ["a\tb\t0", "c\td\t1"])
     with pytest.raises(InputError, match="max_train_examples"):
-        data.load_task("rte", data_dir=str(tmp_path), max_train_examples=0)
+        tasks.load_task("rte", data_dir=str(tmp_path), max_train_examples=0)
 
 
 def test_reads_a_small_valid_file(tmp_path):
     write_task(tmp_path, "stsb", ["a man\ta person\t4.250", "x\ty\t0"], ["p\tq\t5.0"])
-    task_data = data.load_task("stsb", data_dir=str(tmp_path))
+    task_data = tasks.load_task("stsb", data_dir=str(tmp_path))
     assert list(task_data.train["label"]) == [4.25, 0.0]
     assert list(task_data.validation["sentence2"]) == ["q"]
 
@@ -120,7 +120,7 @@ def test_malformed_row_names_file_line_and_value(tmp_path, task, bad_row, proble
     write_task(tmp_path, task, ["fine\tok\t1", bad_row, "fine\tok\t0"])
     path = tmp_path / task / "train.tsv"
     with pytest.raises(InputError, match=problem) as raised:
-        data.load_task(task, data_dir=str(tmp_path))
+        tasks.load_task(task, data_dir=str(tmp_path))
     message = str(raised.value)
     assert f"{path} line 3" in message
     assert "fix" in message
@@ -130,18 +130,18 @@ def test_wrong_header_is_reported(tmp_path):
     folder = write_task(tmp_path, "rte", [])
     (folder / "train.tsv").write_text("premise\thypothesis\tlabel\na\tb\t0\n", encoding="utf-8")
     with pytest.raises(InputError, match="line 1.*wrong header"):
-        data.load_task("rte", data_dir=str(tmp_path))
+        tasks.load_task("rte", data_dir=str(tmp_path))
 
 
 def test_empty_file_is_reported(tmp_path):
     write_task(tmp_path, "rte", [])
     with pytest.raises(InputError, match="has no examples"):
-        data.load_task("rte", data_dir=str(tmp_path))
+        tasks.load_task("rte", data_dir=str(tmp_path))
 
 
 def test_missing_folder_names_path_and_fix(tmp_path):
     with pytest.raises(InputError, match="--data-dir") as raised:
-        data.load_task("mrpc", data_dir=str(tmp_path / "nowhere"))
+        tasks.load_task("mrpc", data_dir=str(tmp_path / "nowhere"))
     assert str(tmp_path / "nowhere" / "mrpc" / "train.tsv") in str(raised.value)
 
 
@@ -149,7 +149,7 @@ def test_missing_validation_file(tmp_path):
     folder = write_task(tmp_path, "rte", ["a\tb\t0"])
     (folder / "validation.tsv").unlink()
     with pytest.raises(InputError, match="validation.tsv"):
-        data.load_task("rte", data_dir=str(tmp_path))
+        tasks.load_task("rte", data_dir=str(tmp_path))
 
 
 # --- hub ---------------------------------------------------------------------------------------
@@ -163,12 +163,12 @@ def test_hub_unreachable_is_an_input_error(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", unreachable)
     with pytest.raises(InputError, match="hub is unreachable.*--data-dir"):
-        data.load_task("rte")
+        tasks.load_task("rte")
 
 
 def test_hub_offline_mode_is_an_input_error():
     code = (
-        "from deft_ray.data import load_task\n"
+        "from deft_ray.learning.tasks import load_task\n"
         "from deft_ray.errors import InputError\n"
         "try:\n    load_task('sst2')\n"
         "except InputError as error:\n    print('InputError:', error)\n"
@@ -189,7 +189,7 @@ def test_hub_columns_are_mapped(monkeypatch, task):
     split = datasets.Dataset.from_dict({**columns, "label": [1.5, 3.0] if pair else [0, 1], "idx": [0, 1]})
     fake = datasets.DatasetDict(train=split, validation=split, test=split)
     monkeypatch.setattr(datasets, "load_dataset", lambda path, name: fake if (path, name) == ("nyu-mll/glue", task) else None)
-    task_data = data.load_task(task)
+    task_data = tasks.load_task(task)
     assert task_data.train.column_names == ["sentence1", "sentence2", "label"]
     assert list(task_data.validation["sentence1"]) == ["a", "b"]
     assert list(task_data.validation["sentence2"]) == (["c", "d"] if pair else ["", ""])
@@ -200,12 +200,12 @@ def test_hub_columns_are_mapped(monkeypatch, task):
 
 @pytest.fixture(scope="module")
 def synthetic():
-    return data.load_task("synthetic-sentiment", seed=0)
+    return tasks.load_task("synthetic-sentiment", seed=0)
 
 
 def test_synthetic_is_deterministic_balanced_and_disjoint(synthetic):
-    again = data.load_task("synthetic-sentiment", seed=0)
-    other = data.load_task("synthetic-sentiment", seed=1)
+    again = tasks.load_task("synthetic-sentiment", seed=0)
+    other = tasks.load_task("synthetic-sentiment", seed=1)
     assert synthetic.train.to_dict() == again.train.to_dict()
     assert synthetic.validation.to_dict() == again.validation.to_dict()
     assert list(synthetic.train["sentence1"]) != list(other.train["sentence1"])
@@ -227,7 +227,7 @@ def test_synthetic_no_single_word_decides(synthetic):
 
 
 def test_synthetic_ignores_data_dir_and_subsamples(tmp_path):
-    task_data = data.load_task("synthetic-sentiment", data_dir=str(tmp_path), max_train_examples=64)
+    task_data = tasks.load_task("synthetic-sentiment", data_dir=str(tmp_path), max_train_examples=64)
     assert len(task_data.train) == 64
 
 
@@ -246,7 +246,7 @@ def test_tokenize_pairs_and_regression(tmp_path, tokenizer):
     import torch
 
     write_task(tmp_path, "stsb", ["a man plays\ta person plays music\t4.25", "x\ty\t0"], ["p\tq\t5.0"])
-    tokenized = data.tokenize(data.load_task("stsb", data_dir=str(tmp_path)), tokenizer, max_length=16)
+    tokenized = batches.tokenize(tasks.load_task("stsb", data_dir=str(tmp_path)), tokenizer, max_length=16)
     batch = tokenized.train[:]
     assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
     assert batch["input_ids"].shape == (2, 16) and batch["input_ids"].dtype == torch.int64
@@ -259,8 +259,8 @@ def test_tokenize_pairs_and_regression(tmp_path, tokenizer):
 def test_tokenize_single_sentence(synthetic, tokenizer):
     import torch
 
-    small = data.TaskData(synthetic.spec, synthetic.train.select(range(8)), synthetic.validation.select(range(4)))
-    tokenized = data.tokenize(small, tokenizer, max_length=32)
+    small = tasks.TaskData(synthetic.spec, synthetic.train.select(range(8)), synthetic.validation.select(range(4)))
+    tokenized = batches.tokenize(small, tokenizer, max_length=32)
     batch = tokenized.validation[:]
     assert batch["input_ids"].shape == (4, 32)
     assert batch["labels"].dtype == torch.int64
@@ -288,26 +288,26 @@ def class_labels():
 @pytest.mark.parametrize("scheme", ["iid", "dirichlet"])
 @pytest.mark.parametrize("num_devices", [1, 3, 10])
 def test_partition_is_disjoint_covering_and_reproducible(class_labels, scheme, num_devices):
-    parts = data.partition_indices(class_labels, num_devices, scheme=scheme, alpha=0.3, seed=5)
+    parts = partition.partition_indices(class_labels, num_devices, scheme=scheme, alpha=0.3, seed=5)
     assert len(parts) == num_devices and all(len(part) >= 1 for part in parts)
     merged = np.concatenate(parts)
     assert np.array_equal(np.sort(merged), np.arange(len(class_labels)))
-    again = data.partition_indices(class_labels, num_devices, scheme=scheme, alpha=0.3, seed=5)
+    again = partition.partition_indices(class_labels, num_devices, scheme=scheme, alpha=0.3, seed=5)
     assert all(np.array_equal(a, b) for a, b in zip(parts, again))
     if num_devices > 1:
-        other = data.partition_indices(class_labels, num_devices, scheme=scheme, alpha=0.3, seed=6)
+        other = partition.partition_indices(class_labels, num_devices, scheme=scheme, alpha=0.3, seed=6)
         assert not all(np.array_equal(a, b) for a, b in zip(parts, other))
 
 
 def test_iid_sizes_are_near_equal(class_labels):
-    sizes = [len(part) for part in data.partition_indices(class_labels, 7, scheme="iid", seed=0)]
+    sizes = [len(part) for part in partition.partition_indices(class_labels, 7, scheme="iid", seed=0)]
     assert max(sizes) - min(sizes) <= 1
 
 
 def test_dirichlet_small_alpha_is_more_skewed_than_iid(class_labels):
-    iid = data.partition_indices(class_labels, 8, scheme="iid", seed=0)
-    skewed = data.partition_indices(class_labels, 8, scheme="dirichlet", alpha=0.1, seed=0)
-    near_iid = data.partition_indices(class_labels, 8, scheme="dirichlet", alpha=1000.0, seed=0)
+    iid = partition.partition_indices(class_labels, 8, scheme="iid", seed=0)
+    skewed = partition.partition_indices(class_labels, 8, scheme="dirichlet", alpha=0.1, seed=0)
+    near_iid = partition.partition_indices(class_labels, 8, scheme="dirichlet", alpha=1000.0, seed=0)
     assert label_skew(class_labels, skewed) > 3 * label_skew(class_labels, iid)
     assert label_skew(class_labels, near_iid) < label_skew(class_labels, skewed)
 
@@ -315,13 +315,13 @@ def test_dirichlet_small_alpha_is_more_skewed_than_iid(class_labels):
 def test_dirichlet_gives_every_device_an_example():
     labels = np.repeat([0, 1], 15)
     for seed in range(20):
-        parts = data.partition_indices(labels, 30, scheme="dirichlet", alpha=0.01, seed=seed)
+        parts = partition.partition_indices(labels, 30, scheme="dirichlet", alpha=0.01, seed=seed)
         assert sorted(len(part) for part in parts) == [1] * 30
 
 
 def test_dirichlet_bins_regression_labels():
     labels = np.random.default_rng(0).uniform(0, 5, size=500).astype(np.float32)
-    parts = data.partition_indices(labels, 5, scheme="dirichlet", alpha=0.05, seed=1)
+    parts = partition.partition_indices(labels, 5, scheme="dirichlet", alpha=0.05, seed=1)
     assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(500))
     means = [labels[part].mean() for part in parts if len(part) > 20]
     assert max(means) - min(means) > 1.0  # devices see different score ranges
@@ -340,7 +340,7 @@ def test_dirichlet_bins_regression_labels():
 def test_partition_rejects_bad_arguments(kwargs, error, match):
     arguments = {"num_devices": 2, "scheme": "dirichlet", "alpha": 0.5, **kwargs}
     with pytest.raises(error, match=match):
-        data.partition_indices(np.zeros(10, dtype=int), seed=0, **arguments)
+        partition.partition_indices(np.zeros(10, dtype=int), seed=0, **arguments)
 
 
 # --- batches -----------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ def ids(batch) -> list[int]:
 
 def test_batch_stream_covers_each_epoch(numbered):
     indices = np.arange(10, 30)
-    stream = data.BatchStream(numbered, indices, batch_size=5, seed=0)
+    stream = batches.BatchStream(numbered, indices, batch_size=5, seed=0)
     first_epoch = [ids(stream.next_batch()) for _ in range(4)]
     assert sorted(sum(first_epoch, [])) == list(range(10, 30))
     assert stream.epoch == 0
@@ -374,34 +374,34 @@ def test_batch_stream_covers_each_epoch(numbered):
 
 
 def test_batch_stream_crosses_epochs_with_full_batches(numbered):
-    stream = data.BatchStream(numbered, np.array([1, 2, 3]), batch_size=4, seed=0)
-    batches = [ids(stream.next_batch()) for _ in range(3)]
-    assert all(len(batch) == 4 for batch in batches)
-    assert sorted(sum(batches, [])) == [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]
+    stream = batches.BatchStream(numbered, np.array([1, 2, 3]), batch_size=4, seed=0)
+    drawn = [ids(stream.next_batch()) for _ in range(3)]
+    assert all(len(batch) == 4 for batch in drawn)
+    assert sorted(sum(drawn, [])) == [1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3]
 
 
 def test_batch_stream_state_round_trip(numbered):
     indices = np.arange(0, 50, 2)
-    stream = data.BatchStream(numbered, indices, batch_size=7, seed=11)
+    stream = batches.BatchStream(numbered, indices, batch_size=7, seed=11)
     for _ in range(5):
         stream.next_batch()
     state = json.loads(json.dumps(stream.state_dict()))  # survives JSON (and pickle)
     pickle.loads(pickle.dumps(stream.state_dict()))
     expected = [ids(stream.next_batch()) for _ in range(10)]
-    resumed = data.BatchStream(numbered, indices, batch_size=7, seed=999)
+    resumed = batches.BatchStream(numbered, indices, batch_size=7, seed=999)
     resumed.load_state_dict(state)
     assert [ids(resumed.next_batch()) for _ in range(10)] == expected
     assert resumed.epoch == stream.epoch
 
 
 def test_batch_stream_rejects_foreign_state_and_bad_arguments(numbered):
-    state = data.BatchStream(numbered, np.arange(10), batch_size=2, seed=0).state_dict()
+    state = batches.BatchStream(numbered, np.arange(10), batch_size=2, seed=0).state_dict()
     with pytest.raises(InputError, match="other example indices"):
-        data.BatchStream(numbered, np.arange(10, 20), batch_size=2, seed=0).load_state_dict(state)
+        batches.BatchStream(numbered, np.arange(10, 20), batch_size=2, seed=0).load_state_dict(state)
     with pytest.raises(InputError, match="batch_size"):
-        data.BatchStream(numbered, np.arange(10), batch_size=0, seed=0)
+        batches.BatchStream(numbered, np.arange(10), batch_size=0, seed=0)
     with pytest.raises(InputError, match="no examples"):
-        data.BatchStream(numbered, np.array([], dtype=int), batch_size=2, seed=0)
+        batches.BatchStream(numbered, np.array([], dtype=int), batch_size=2, seed=0)
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -410,35 +410,35 @@ def test_batch_stream_rejects_foreign_state_and_bad_arguments(numbered):
 def test_classification_metrics_by_hand():
     labels = np.array([1, 1, 1, 0, 0, 1])
     predictions = np.array([1, 0, 1, 1, 0, 1])  # tp 3, fp 1, fn 1, tn 1
-    result = data.compute_metrics(data.get_task("mrpc"), predictions, labels)
+    result = metrics.compute_metrics(tasks.get_task("mrpc"), predictions, labels)
     assert result == pytest.approx({"f1": 0.75, "accuracy": 4 / 6})
-    assert set(data.compute_metrics(data.get_task("rte"), predictions, labels)) == {"accuracy"}
+    assert set(metrics.compute_metrics(tasks.get_task("rte"), predictions, labels)) == {"accuracy"}
 
 
 def test_logits_are_argmaxed_and_f1_without_positives_is_zero():
     logits = np.array([[2.0, -1.0], [0.1, 0.3], [5.0, 0.0]])
-    assert data.compute_metrics(data.get_task("sst2"), logits, np.array([0, 1, 1]))["accuracy"] == pytest.approx(2 / 3)
-    assert data.compute_metrics(data.get_task("mrpc"), np.zeros(3), np.zeros(3))["f1"] == 0.0
+    assert metrics.compute_metrics(tasks.get_task("sst2"), logits, np.array([0, 1, 1]))["accuracy"] == pytest.approx(2 / 3)
+    assert metrics.compute_metrics(tasks.get_task("mrpc"), np.zeros(3), np.zeros(3))["f1"] == 0.0
 
 
 def test_regression_metrics():
-    spec = data.get_task("stsb")
+    spec = tasks.get_task("stsb")
     labels = np.array([0.0, 1.0, 2.5, 4.0, 5.0])
-    perfect = data.compute_metrics(spec, 2 * labels[:, None] + 1, labels)  # (n, 1) head output
+    perfect = metrics.compute_metrics(spec, 2 * labels[:, None] + 1, labels)  # (n, 1) head output
     assert perfect == pytest.approx({"pearson": 1.0, "spearmanr": 1.0})
-    monotone = data.compute_metrics(spec, np.exp(labels), labels)
+    monotone = metrics.compute_metrics(spec, np.exp(labels), labels)
     assert monotone["spearmanr"] == pytest.approx(1.0) and monotone["pearson"] < 0.99
-    assert data.compute_metrics(spec, -labels, labels)["pearson"] == pytest.approx(-1.0)
-    assert data.compute_metrics(spec, np.full(5, 3.0), labels) == {"pearson": 0.0, "spearmanr": 0.0}
+    assert metrics.compute_metrics(spec, -labels, labels)["pearson"] == pytest.approx(-1.0)
+    assert metrics.compute_metrics(spec, np.full(5, 3.0), labels) == {"pearson": 0.0, "spearmanr": 0.0}
 
 
 def test_metrics_reject_length_mismatch():
     with pytest.raises(InputError, match="predictions"):
-        data.compute_metrics(data.get_task("rte"), np.zeros(3), np.zeros(4))
+        metrics.compute_metrics(tasks.get_task("rte"), np.zeros(3), np.zeros(4))
 
 
 def test_import_is_light():
-    code = "import sys, deft_ray.data; print(sorted(m for m in ('datasets', 'torch', 'scipy', 'ray') if m in sys.modules))"
+    code = "import sys, deft_ray.learning.tasks; print(sorted(m for m in ('datasets', 'torch', 'scipy', 'ray') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert result.stdout.strip() == "[]", result.stderr

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from deft_ray.errors import InputError, UnknownNameError
-from deft_ray.sweep import (COLUMNS, SolveTimeSettings, SweepSettings, experiment_names, load_sweep_settings,
+from deft_ray.experiments.sweep import (COLUMNS, SolveTimeSettings, SweepSettings, experiment_names, load_sweep_settings,
                             read_sweep_csv, reduction_table, run_sweep)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,5 +154,5 @@ def test_sweep_imports_neither_torch_nor_ray():
     import subprocess
     import sys
 
-    code = "import sys, deft_ray.sweep; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray')))"
+    code = "import sys, deft_ray.experiments.sweep; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

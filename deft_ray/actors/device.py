@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import resource
 import time
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
+from deft_ray.edge.clock import transfer_time_s
+from deft_ray.edge.devices import DeviceSpec
 from deft_ray.errors import DeftRayError
-from deft_ray.records import BlockUpload, DeviceSpec, WorkOrder
-from deft_ray.transport import Clock, transfer_time_s
+from deft_ray.runtime.build import DeviceSetup
+from deft_ray.runtime.records import BlockUpload, LocalUpdateOrder, WorkOrder
 
 
 class MemoryBudgetError(DeftRayError):
@@ -22,42 +23,6 @@ class MemoryBudgetError(DeftRayError):
     """
 
     exit_code = 1
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceSetup:
-    """What every device needs besides its own spec: how to build the model and its batches."""
-
-    model_path: str
-    num_labels: int
-    lora: Any
-    """A :class:`deft_ray.model.LoraSpec`."""
-    seed: int
-    batch_size: int
-    clock: Clock
-    block_memory_bytes: tuple[float, ...]
-    """The profile's memory need of each block, to refuse assignments over the budget."""
-    torch_threads: int = 1
-    optimizer: str = "adamw"
-    """Local optimizer of the federated schemes, with ``lr`` and ``weight_decay``."""
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-
-
-class TensorTable:
-    """Rows of a tokenised split kept as numpy columns (zero-copy from Ray's object store); a
-    batch is cut to its longest example (:func:`~deft_ray.data.trim_padding`)."""
-
-    def __init__(self, columns: Mapping[str, np.ndarray]):
-        self.columns = columns
-
-    def __getitem__(self, rows: list[int]) -> dict[str, Any]:
-        import torch
-
-        from deft_ray.data import trim_padding
-
-        batch = trim_padding({name: column[rows] for name, column in self.columns.items()})
-        return {name: torch.from_numpy(np.ascontiguousarray(column)) for name, column in batch.items()}
 
 
 class Device:
@@ -74,8 +39,8 @@ class Device:
                  train_columns: Mapping[str, np.ndarray], indices: np.ndarray):
         import torch
 
-        from deft_ray.data import BatchStream
-        from deft_ray.model import BlockModel
+        from deft_ray.learning.batches import BatchStream, TensorTable
+        from deft_ray.learning.model import BlockModel
 
         torch.set_num_threads(setup.torch_threads)
         self.spec = spec
@@ -118,12 +83,14 @@ class Device:
         on_gpu = self.model.device.type == "cuda"
         if on_gpu:
             torch.cuda.reset_peak_memory_stats(self.model.device)
-        if order.local_steps:  # federated: E local steps over the whole adapter
+        if isinstance(order, LocalUpdateOrder):  # federated: E local steps over the whole adapter
+            from deft_ray.learning.local_update import local_update
+
             batches = [self.stream.next_batch() for _ in range(order.local_steps)]
             start = time.perf_counter()
-            tensors, loss = self.model.local_update(batches, optimizer=self.setup.optimizer, lr=self.setup.lr,
-                                                    weight_decay=self.setup.weight_decay,
-                                                    train_lora_a=order.train_lora_a)
+            optimizer = self.setup.optimizer
+            tensors, loss = local_update(self.model, batches, optimizer=optimizer.name, lr=optimizer.lr,
+                                         weight_decay=optimizer.weight_decay, train_lora_a=order.train_lora_a)
         else:
             batch = self.stream.next_batch()
             start = time.perf_counter()
@@ -144,7 +111,7 @@ class Device:
         upload_s = transfer_time_s(payload_bits, order.rate_bps)
         clock.elapse(upload_s)
         return BlockUpload(device=self.spec.name, round_idx=order.round_idx, blocks=order.blocks,
-                           tensors=arrays, kind="delta" if order.local_steps else "gradients", loss=loss,
+                           tensors=arrays, kind="delta" if isinstance(order, LocalUpdateOrder) else "gradients", loss=loss,
                            measured_compute_s=measured_s, compute_s=compute_s, upload_s=upload_s, payload_bits=payload_bits, memory_need_bytes=need,
                            peak_memory_bytes=float(peak_bytes))
 

@@ -1,17 +1,15 @@
-"""The planner: turns each round's Instance into a Plan with the configured scheme."""
+"""The planner: turns each round's Instance into a Plan with the run's scheme."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
-from deft_ray.planners import Instance, Plan, get_scheme, solve
+from deft_ray.planners import Instance, Plan, Scheme, solve
 
 
 class Planner:
-    """Plain class (``PlannerActor`` under Ray): one scheme (built with ``options``), seeded per round."""
+    """Plain class (``PlannerActor`` under Ray): the run's scheme object, seeded per round."""
 
-    def __init__(self, scheme: str, *, seed: int, options: Mapping[str, Any] | None = None):
-        self.scheme = get_scheme(scheme, **dict(options or {}))
+    def __init__(self, scheme: Scheme, *, seed: int):
+        self.scheme = scheme
         self.seed = seed
 
     def plan(self, instance: Instance, round_idx: int) -> Plan:

@@ -1,54 +1,17 @@
-"""Device pools: how the coordinator reaches its devices, in this process or as Ray actors.
+"""Device pools: the coordinator's devices in this process, or as Ray actors.
 
-A pool runs one dispatch of work orders and reports what came back (:class:`Dispatch`): the
-uploads with their arrival times, the devices that failed (their process died, or they raised),
-and the devices still computing when the straggler deadline passed. It can also drop a failed
-device, start a fresh one in its place, and save and restore the devices' batch streams for
-checkpoints. The Ray pool lives in :mod:`deft_ray.actors.launch`, beside the other Ray code.
+Both implement :class:`~deft_ray.runtime.dispatch.DevicePool`: one dispatch of work orders, and
+what came back (:class:`~deft_ray.runtime.dispatch.Dispatch`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
-
-from deft_ray.records import BlockUpload, WorkOrder
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """What came back from one dispatch of work orders."""
-
-    arrivals: tuple[tuple[BlockUpload, float], ...]
-    """Each upload with the wall seconds from dispatch to its arrival."""
-    failures: Mapping[str, str] = field(default_factory=dict)
-    """Device -> what went wrong (its process died, or the exception it raised)."""
-    unfinished: tuple[str, ...] = ()
-    """Devices whose upload had not arrived when the wall-clock deadline passed."""
-
-
-class DevicePool(Protocol):
-    """The devices of a run, as the coordinator sees them."""
-
-    def train(self, orders: Mapping[str, WorkOrder], adapter: Mapping[str, np.ndarray], *,
-              timeout_s: float, deadline_s: float | None = None) -> Dispatch:
-        """Run the orders (``adapter`` is published once for all devices) and collect the uploads,
-        giving up on devices still busy ``deadline_s`` wall seconds after dispatch."""
-
-    def remove(self, name: str) -> None:
-        """Stop a device and forget it."""
-
-    def restart(self, name: str) -> None:
-        """Replace a failed device by a fresh one with the same spec and data."""
-
-    def stream_states(self) -> dict[str, dict[str, Any]]:
-        """Each device's batch-stream state."""
-
-    def load_stream_states(self, states: Mapping[str, Mapping[str, Any]]) -> None:
-        """Restore batch-stream states saved by :meth:`stream_states`."""
+from deft_ray.actors.timeouts import CONTROL_TIMEOUT_S, DEVICE_STARTUP_TIMEOUT_S
+from deft_ray.runtime.dispatch import Arrival, Dispatch
+from deft_ray.runtime.round_kinds import RoundError
 
 
 class LocalDevicePool:
@@ -71,7 +34,7 @@ class LocalDevicePool:
             except Exception as error:  # noqa: BLE001 - a failing device is reported, not fatal
                 failures[name] = f"{type(error).__name__}: {error}"
                 continue
-            arrivals.append((upload, time.perf_counter() - start))
+            arrivals.append(Arrival(upload, time.perf_counter() - start))
         return Dispatch(arrivals=tuple(arrivals), failures=failures)
 
     def remove(self, name):
@@ -89,3 +52,92 @@ class LocalDevicePool:
         for name, state in states.items():
             if name in self.devices:
                 self.devices[name].load_stream_state(dict(state))
+
+    def memory_usage(self):
+        return None  # the devices share this process
+
+
+class RayDevicePool:
+    """Device actors: the adapter is ``ray.put`` once per round, uploads are taken as they arrive.
+
+    A device whose actor died or raised is reported in :attr:`Dispatch.failures`; ``spawn(name)``
+    starts a fresh actor for :meth:`restart`.
+    """
+
+    def __init__(self, handles: Mapping[str, Any], spawn: Any = None):
+        self.handles = dict(handles)
+        self.spawn = spawn
+
+    def train(self, orders, adapter, *, timeout_s, deadline_s=None):
+        import ray
+
+        adapter_ref = ray.put(dict(adapter))
+        start = time.perf_counter()
+        pending = {self.handles[name].train.remote(order, adapter_ref): name for name, order in orders.items()}
+        arrivals, failures = [], {}
+        while pending:
+            elapsed = time.perf_counter() - start
+            if deadline_s is not None and elapsed >= deadline_s:
+                break  # the rest are stragglers; their late results are dropped when they come
+            wait_s = timeout_s - elapsed if deadline_s is None else min(timeout_s, deadline_s) - elapsed
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(wait_s, 0.0))
+            if not ready:
+                if deadline_s is not None and deadline_s < timeout_s:
+                    break
+                raise RoundError(f"devices {sorted(pending.values())} sent nothing within round_timeout_s = "
+                                 f"{timeout_s:.0f} s; raise round_timeout_s or check those devices")
+            ref = ready[0]
+            name = pending.pop(ref)
+            try:
+                arrivals.append(Arrival(ray.get(ref, timeout=timeout_s), time.perf_counter() - start))
+            except ray.exceptions.RayActorError as error:
+                failures[name] = f"device process died ({type(error).__name__})"
+            except ray.exceptions.RayTaskError as error:
+                cause = error.cause if isinstance(getattr(error, "cause", None), BaseException) else error
+                failures[name] = f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:200]}"
+        return Dispatch(arrivals=tuple(arrivals), failures=failures, unfinished=tuple(sorted(pending.values())))
+
+    def remove(self, name):
+        import ray
+
+        ray.kill(self.handles.pop(name), no_restart=True)
+
+    def restart(self, name):
+        import ray
+
+        if self.spawn is None:
+            raise RuntimeError("this pool cannot start devices")
+        try:
+            ray.kill(self.handles[name], no_restart=True)
+        except ray.exceptions.RayError:
+            pass
+        handle = self.spawn(name)
+        ray.get(handle.name.remote(), timeout=DEVICE_STARTUP_TIMEOUT_S)  # surfaces a device that fails to build
+        self.handles[name] = handle
+
+    def stream_states(self):
+        import ray
+
+        names = list(self.handles)
+        return dict(zip(names, ray.get([self.handles[n].stream_state.remote() for n in names], timeout=CONTROL_TIMEOUT_S)))
+
+    def load_stream_states(self, states):
+        import ray
+
+        ray.get([self.handles[name].load_stream_state.remote(dict(state)) for name, state in states.items()
+                 if name in self.handles], timeout=CONTROL_TIMEOUT_S)
+
+    def pids(self) -> dict[str, int]:
+        """Each device actor's process id (for fault injection from outside)."""
+        import ray
+
+        names = list(self.handles)
+        return dict(zip(names, ray.get([self.handles[n].pid.remote() for n in names], timeout=CONTROL_TIMEOUT_S)))
+
+    def memory_usage(self) -> dict[str, dict[str, float]]:
+        """Each device actor's resident memory (see :meth:`Device.memory_usage`)."""
+        import ray
+
+        names = list(self.handles)
+        usage = ray.get([self.handles[name].memory_usage.remote() for name in names], timeout=CONTROL_TIMEOUT_S)
+        return dict(zip(names, usage))

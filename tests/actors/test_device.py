@@ -7,10 +7,14 @@ import time
 import numpy as np
 import pytest
 
-from deft_ray.actors.device import Device, DeviceSetup, MemoryBudgetError
-from deft_ray.model import BlockModel, LoraSpec, backbone_state_numpy
-from deft_ray.records import DeviceSpec, WorkOrder
-from deft_ray.transport import Clock
+from deft_ray.actors.device import Device, MemoryBudgetError
+from deft_ray.config import OptimizerConfig
+from deft_ray.edge.clock import Clock
+from deft_ray.edge.devices import DeviceSpec
+from deft_ray.learning.lora import LoraSpec
+from deft_ray.learning.model import BlockModel, backbone_state_numpy
+from deft_ray.runtime.build import DeviceSetup
+from deft_ray.runtime.records import BlockGradientsOrder
 
 NUM_EXAMPLES = 32
 
@@ -30,12 +34,12 @@ def make_device(shared, *, budget=1e12, clock=Clock(), scale=2.0):
     path, backbone, columns, _, _ = shared
     spec = DeviceSpec(name="d0", compute_scale=scale, memory_budget_bytes=budget, distance_m=100.0, tx_power_w=0.2)
     setup = DeviceSetup(model_path=path, num_labels=2, lora=LoraSpec(), seed=3, batch_size=4, clock=clock,
-                        block_memory_bytes=(4e8, 3e8, 2e8, 1e8))
+                        block_memory_bytes=(4e8, 3e8, 2e8, 1e8), optimizer=OptimizerConfig())
     return Device(spec, setup, backbone, columns, np.arange(NUM_EXAMPLES))
 
 
 def order(blocks, planned_compute_s=0.5, rate_bps=1e6):
-    return WorkOrder(round_idx=1, blocks=tuple(blocks), bandwidth_hz=1e5, rate_bps=rate_bps,
+    return BlockGradientsOrder(round_idx=1, blocks=tuple(blocks), bandwidth_hz=1e5, rate_bps=rate_bps,
                      planned_compute_s=planned_compute_s)
 
 

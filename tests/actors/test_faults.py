@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deft_ray.actors.coordinator import CoverageError
+from deft_ray.runtime.coordinator import CoverageError
 from deft_ray.actors.device import Device
 from deft_ray.actors.launch import build_local
-from deft_ray.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from deft_ray.ledger import RunDirectory
-from tests.actors.test_runtime import tiny_config
+from deft_ray.runtime.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from deft_ray.runtime.ledger import RunDirectory
 
 NUM_BLOCKS = 4
 #: Ledger fields that depend on the host's timing, not on the run's seed.
@@ -82,7 +81,7 @@ def check_every_block_once(records: list[dict]) -> None:
 
 
 # ------------------------------------------------------------------------------ failures in-process
-def test_device_raising_mid_round_is_replanned_and_dropped(tiny_bert, tmp_path):
+def test_device_raising_mid_round_is_replanned_and_dropped(tiny_bert, tmp_path, tiny_config):
     config = tiny_config(tiny_bert, rounds=4, reliability={"checkpoint_every": 0})
     coordinator = build_local(config, RunDirectory(tmp_path / "run"))
     victim = planned_devices(coordinator, 2)[-1]
@@ -100,7 +99,7 @@ def test_device_raising_mid_round_is_replanned_and_dropped(tiny_bert, tmp_path):
     assert victim not in {s.name for s in coordinator.specs} and len(coordinator.specs) == 5
 
 
-def test_straggler_blocks_are_recomputed_elsewhere(tiny_bert, tmp_path):
+def test_straggler_blocks_are_recomputed_elsewhere(tiny_bert, tmp_path, tiny_config):
     config = tiny_config(tiny_bert, rounds=2, reliability={"checkpoint_every": 0, "straggler_deadline": 1.5})
     coordinator = build_local(config, RunDirectory(tmp_path / "run"))
     straggler = planned_devices(coordinator, 2)[0]
@@ -117,7 +116,7 @@ def test_straggler_blocks_are_recomputed_elsewhere(tiny_bert, tmp_path):
     assert len(coordinator.specs) == 6  # a straggler stays in the run
 
 
-def test_too_few_survivors_stop_with_a_checkpoint(tiny_bert, tmp_path):
+def test_too_few_survivors_stop_with_a_checkpoint(tiny_bert, tmp_path, tiny_config):
     # 5 devices for 4 blocks under a one-block scheme: two failures leave 3 < 4.
     config = tiny_config(tiny_bert, rounds=5, reliability={"checkpoint_every": 0},
                          devices=[{"name": "d", "count": 5, "memory_fraction": 1.2}])
@@ -146,7 +145,7 @@ def fixed_profile(folder: Path) -> str:
     return str(path)
 
 
-def test_resumed_run_matches_the_uninterrupted_one(tiny_bert, tmp_path):
+def test_resumed_run_matches_the_uninterrupted_one(tiny_bert, tmp_path, tiny_config):
     config = tiny_config(tiny_bert, rounds=6, eval_every=2, profile=fixed_profile(tmp_path),
                          reliability={"checkpoint_every": 2}, network={"rayleigh_fading": True})
     whole = build_local(config, RunDirectory(tmp_path / "whole"))
@@ -164,7 +163,7 @@ def test_resumed_run_matches_the_uninterrupted_one(tiny_bert, tmp_path):
     assert (tmp_path / "cut" / "metrics.discarded.jsonl").read_text().count("\n") == 1  # round 5, redone
 
 
-def test_corrupt_checkpoint_is_refused_and_kept(tiny_bert, tmp_path):
+def test_corrupt_checkpoint_is_refused_and_kept(tiny_bert, tmp_path, tiny_config):
     config = tiny_config(tiny_bert, rounds=2, reliability={"checkpoint_every": 1})
     list(build_local(config, RunDirectory(tmp_path / "run")).run())
     path = latest_checkpoint(tmp_path / "run" / "checkpoints")
@@ -179,8 +178,8 @@ def test_corrupt_checkpoint_is_refused_and_kept(tiny_bert, tmp_path):
         load_checkpoint(path)
 
 
-def test_incompatible_checkpoint_names_the_field(tiny_bert, tmp_path):
-    from deft_ray.checkpoint import check_compatible
+def test_incompatible_checkpoint_names_the_field(tiny_bert, tmp_path, tiny_config):
+    from deft_ray.runtime.checkpoint import check_compatible
     from deft_ray.config import to_dict
 
     config = tiny_config(tiny_bert, rounds=1, reliability={"checkpoint_every": 1})
@@ -195,7 +194,7 @@ def test_incompatible_checkpoint_names_the_field(tiny_bert, tmp_path):
 
 
 def test_checkpoints_are_never_overwritten(tmp_path):
-    from deft_ray.checkpoint import Checkpoint, save_checkpoint
+    from deft_ray.runtime.checkpoint import Checkpoint, save_checkpoint
 
     checkpoint = Checkpoint(round_idx=3, adapter={}, optimizer={}, coordinator_rng={}, device_streams={},
                             server_stream=None, emulated_time_s=0.0, live_devices=(), ledger_bytes=0, config={})
@@ -207,7 +206,7 @@ def test_checkpoints_are_never_overwritten(tmp_path):
 
 
 # ------------------------------------------------------------------------------ on Ray
-def test_ray_kill_of_a_device_during_a_round(tiny_bert, tmp_path, ray_local):
+def test_ray_kill_of_a_device_during_a_round(tiny_bert, tmp_path, ray_local, tiny_config):
     """A device actor killed while it computes: its blocks are re-planned in the same round."""
     from deft_ray.actors.launch import build_ray
 
@@ -242,7 +241,7 @@ class RaisingDevice(Device):
         return super().train(order, adapter)
 
 
-def test_device_exception_on_ray_is_restarted(tiny_bert, tmp_path, ray_local, monkeypatch):
+def test_device_exception_on_ray_is_restarted(tiny_bert, tmp_path, ray_local, monkeypatch, tiny_config):
     """A device raising inside its actor is restarted and given its blocks again."""
     import cloudpickle
 
@@ -277,7 +276,7 @@ class SlowDevice(Device):
         return super().train(order, adapter)
 
 
-def test_realtime_straggler_past_the_deadline_is_recomputed_on_ray(tiny_bert, tmp_path, ray_local, monkeypatch):
+def test_realtime_straggler_past_the_deadline_is_recomputed_on_ray(tiny_bert, tmp_path, ray_local, monkeypatch, tiny_config):
     import cloudpickle
 
     from deft_ray.actors import launch
@@ -301,7 +300,7 @@ def test_realtime_straggler_past_the_deadline_is_recomputed_on_ray(tiny_bert, tm
 
 # ------------------------------------------------------------------------------ driver killed
 @pytest.mark.parametrize("where", ["local", "ray"])
-def test_sigkill_of_the_driver_then_resume(tiny_bert, tmp_path, where):
+def test_sigkill_of_the_driver_then_resume(tiny_bert, tmp_path, where, tiny_config):
     """`deft-ray run` killed with SIGKILL mid-run, then `deft-ray run --resume`: same adapter
     (1e-5) and the same ledger as an uninterrupted run with the same seed. ``ray``: the devices
     and the coordinator are actors of the local Ray the killed driver started."""

@@ -7,7 +7,6 @@ import pytest
 from deft_ray.errors import InputError
 from deft_ray.runner import run
 
-from .test_runtime import check_run_directory, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def two_nodes():
     cluster.shutdown()
 
 
-def test_devices_land_on_the_node_their_resources_name(tiny_bert, tmp_path, two_nodes):
+def test_devices_land_on_the_node_their_resources_name(tiny_bert, tmp_path, two_nodes, tiny_config, check_run_directory):
     head, worker = two_nodes
     config = tiny_config(tiny_bert, rounds=2, devices=[
         {"name": "a", "count": 3, "compute_scale": 1.0, "memory_fraction": 1.2, "resources": {"edge_a": 1}},
@@ -37,7 +36,7 @@ def test_devices_land_on_the_node_their_resources_name(tiny_bert, tmp_path, two_
         **{f"a-{i}": head for i in range(3)}, **{f"b-{i}": worker for i in range(3)}}
 
 
-def test_missing_resources_fail_fast_naming_them(tiny_bert, tmp_path, two_nodes):
+def test_missing_resources_fail_fast_naming_them(tiny_bert, tmp_path, two_nodes, tiny_config):
     config = tiny_config(tiny_bert, devices=[
         {"name": "a", "count": 6, "memory_fraction": 1.2, "resources": {"edge_c": 1}}])
     with pytest.raises(InputError, match=r"edge_c: devices ask for 6, cluster has 0"):

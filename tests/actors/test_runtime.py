@@ -5,60 +5,27 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
-from deft_ray.config import RunConfig, config_from_dict, to_dict
+from deft_ray.config import RunConfig
 from deft_ray.runner import resize_population, run
 
 
-def tiny_config(model_dir: str, **overrides) -> RunConfig:
-    data = to_dict(RunConfig())
-    data.update(rounds=3, eval_every=2, seed=1,
-                model={**data["model"], "name_or_path": model_dir, "max_length": 24},
-                data={**data["data"], "max_train_examples": 400, "max_eval_examples": 64, "batch_size": 8},
-                devices=[{"name": "fast", "count": 3, "compute_scale": 1.0, "memory_fraction": 1.2},
-                         {"name": "slow", "count": 3, "compute_scale": 4.0, "memory_fraction": 0.5}])
-    data.update(overrides)
-    return config_from_dict(data)
-
-
-def check_run_directory(out, config: RunConfig, num_blocks: int):
-    assert (out / "config.yaml").is_file() and (out / "summary.json").is_file()
-    assert yaml.safe_load((out / "config.yaml").read_text())["rounds"] == config.rounds
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["round"] for r in records] == list(range(1, config.rounds + 1))
-    for record in records:
-        blocks = sorted(b for device in record["devices"].values() for b in device["blocks"])
-        assert blocks == list(range(num_blocks)), "every block exactly once per round"
-        assert sorted(b for bs in record["plan"]["assignment"].values() for b in bs) == list(range(num_blocks))
-        assert record["measured_latency_s"] == pytest.approx(record["planned_latency_s"], rel=1e-6)
-        assert record["bottleneck_device"] in record["devices"]
-    assert records[1]["evaluation"] and "accuracy" in records[1]["evaluation"]
-    assert records[-1]["evaluation"] is not None
-    assert records[-1]["emulated_time_s"] == pytest.approx(sum(r["measured_latency_s"] for r in records))
-    assert (out / "adapter" / "adapter_config.json").is_file()
-    assert sorted(p.name for p in (out / "plots").iterdir()) == ["devices.png", "latency.png", "metric.png"]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["rounds"] == config.rounds and summary["devices"] == config.num_devices
-    return records
-
-
-def test_local_run_writes_the_whole_run_directory(tiny_bert, tmp_path):
+def test_local_run_writes_the_whole_run_directory(tiny_bert, tmp_path, tiny_config, check_run_directory):
     config = tiny_config(tiny_bert)
     summary = run(config, out_dir=tmp_path / "run", use_ray=False)
     records = check_run_directory(tmp_path / "run", config, num_blocks=4)
-    assert summary["final_evaluation"] == records[-1]["evaluation"]
+    assert summary.final_evaluation == records[-1]["evaluation"]
     slow_blocks = {b for r in records for name, d in r["devices"].items() if name.startswith("slow") for b in d["blocks"]}
     assert 0 not in slow_blocks  # slow devices hold only the cheapest blocks (memory_fraction 0.5)
 
 
-def test_ray_run_with_device_actors(tiny_bert, tmp_path, ray_local):
+def test_ray_run_with_device_actors(tiny_bert, tmp_path, ray_local, tiny_config, check_run_directory):
     config = tiny_config(tiny_bert, scheme="crunch")
     run(config, out_dir=tmp_path / "run", use_ray=True)
     check_run_directory(tmp_path / "run", config, num_blocks=4)
 
 
-def test_error_inside_the_coordinator_actor_reaches_the_user_as_itself(tiny_bert, tmp_path, ray_local):
+def test_error_inside_the_coordinator_actor_reaches_the_user_as_itself(tiny_bert, tmp_path, ray_local, tiny_config):
     from deft_ray.errors import InputError
 
     config = tiny_config(tiny_bert, profile="roberta-base_h200_fp32")  # 12 blocks for a 4-layer model
@@ -66,13 +33,13 @@ def test_error_inside_the_coordinator_actor_reaches_the_user_as_itself(tiny_bert
         run(config, out_dir=tmp_path / "run", use_ray=True)
 
 
-def test_adapter_loads_with_the_base_model_alone(tiny_bert, tmp_path):
+def test_adapter_loads_with_the_base_model_alone(tiny_bert, tmp_path, tiny_config):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
     from deft_ray.actors.launch import build_local
-    from deft_ray.ledger import RunDirectory
+    from deft_ray.runtime.ledger import RunDirectory
 
     config = tiny_config(tiny_bert, rounds=2)
     coordinator = build_local(config, RunDirectory(tmp_path / "run"))
@@ -85,13 +52,13 @@ def test_adapter_loads_with_the_base_model_alone(tiny_bert, tmp_path):
         torch.testing.assert_close(loaded(**batch).logits, expected)
 
 
-def test_one_round_update_equals_joint_gradient_step(tiny_bert, tmp_path):
+def test_one_round_update_equals_joint_gradient_step(tiny_bert, tmp_path, tiny_config):
     """Devices each compute their blocks on their own batch; when all devices see the same batch,
     the assembled update must equal one optimizer step on the joint gradient."""
     import torch
 
     from deft_ray.actors.launch import build_local
-    from deft_ray.ledger import RunDirectory
+    from deft_ray.runtime.ledger import RunDirectory
 
     config = tiny_config(tiny_bert, rounds=1, optimizer={"name": "sgd", "lr": 0.5, "weight_decay": 0.0})
     coordinator = build_local(config, RunDirectory(tmp_path / "run"))
@@ -113,7 +80,7 @@ def test_resize_population_keeps_the_mix():
     assert resize_population(config, 5).num_devices == 5
 
 
-def test_head_trained_at_the_server(tiny_bert, tmp_path):
+def test_head_trained_at_the_server(tiny_bert, tmp_path, tiny_config, check_run_directory):
     config = tiny_config(tiny_bert, rounds=2, model={"name_or_path": tiny_bert, "max_length": 24, "head_with": "server"})
     run(config, out_dir=tmp_path / "run", use_ray=False)
     check_run_directory(tmp_path / "run", config, num_blocks=4)
@@ -128,9 +95,9 @@ def test_shipped_default_config_is_the_default():
 
 
 @pytest.mark.parametrize("scheme", ["fedavg", "ffa-lora"])
-def test_federated_schemes_run_on_the_same_harness(tiny_bert, tmp_path, scheme):
+def test_federated_schemes_run_on_the_same_harness(tiny_bert, tmp_path, scheme, tiny_config):
     from deft_ray.actors.launch import build_local
-    from deft_ray.ledger import RunDirectory
+    from deft_ray.runtime.ledger import RunDirectory
 
     config = tiny_config(tiny_bert, rounds=2, scheme=scheme, federated={"local_steps": 2})
     coordinator = build_local(config, RunDirectory(tmp_path / "run"))
@@ -162,7 +129,7 @@ def torch_equal(a, b) -> bool:
     return bool(torch.equal(a, b))
 
 
-def test_multiblock_trains_sets_of_blocks_with_fewer_devices_than_blocks(tiny_bert, tmp_path):
+def test_multiblock_trains_sets_of_blocks_with_fewer_devices_than_blocks(tiny_bert, tmp_path, tiny_config, check_run_directory):
     config = tiny_config(tiny_bert, rounds=2, scheme="multiblock",
                          devices=[{"name": "fast", "count": 2, "compute_scale": 1.0, "memory_fraction": 1.2}])
     run(config, out_dir=tmp_path / "run", use_ray=False)

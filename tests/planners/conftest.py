@@ -7,7 +7,7 @@ import pytest
 
 from deft_ray.planners import BlockCost, DeviceState, Instance
 from deft_ray.planners.problem import make_monotone
-from deft_ray.scenario import PopulationSpec, random_instance, synthetic_blocks
+from deft_ray.edge.scenario import PopulationSpec, random_instance, synthetic_blocks
 
 #: Number of random instances the property tests run over (the issue asks for at least 300).
 NUM_RANDOM_INSTANCES = 320

@@ -94,7 +94,7 @@ def latency_greedy(latency, feasible):
 def test_latency_greedy_is_a_second_exact_oracle(monotone_random_instances):
     """With latency monotone in depth and nested memory sets, the latency greedy is exact (see
     Greedy's docstring), so it must reach CRUNCH's bottleneck on every instance, at any size."""
-    from deft_ray.scenario import PopulationSpec, random_instance, synthetic_blocks
+    from deft_ray.edge.scenario import PopulationSpec, random_instance, synthetic_blocks
 
     rng = np.random.default_rng(9)
     large = [random_instance(synthetic_blocks(12, rng), PopulationSpec(num_devices=k), rng) for k in (12, 40, 100)]

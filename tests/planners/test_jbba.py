@@ -5,7 +5,7 @@ import pytest
 
 from deft_ray.planners import evaluate, solve
 from deft_ray.planners.jbba import BandwidthStep, project_to_simplex
-from deft_ray.scenario import PopulationSpec, random_instance, synthetic_blocks
+from deft_ray.edge.scenario import PopulationSpec, random_instance, synthetic_blocks
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from deft_ray.errors import InfeasibleError, TooLargeError
 from deft_ray.planners import BlockCost, Instance, Plan, evaluate, get_scheme, make_monotone, solve
-from deft_ray.scenario import PopulationSpec, random_instance, synthetic_blocks
+from deft_ray.edge.scenario import PopulationSpec, random_instance, synthetic_blocks
 
 from .conftest import make_device, make_instance
 

@@ -1,4 +1,8 @@
-"""Block cost profiles: measured files and device scaling (PAPER.md sections 2.2, 2.3 and 8)."""
+"""Block cost profiles: reading a measured profile file, or one packaged with deft-ray, by name.
+
+A profile lists each block's compute seconds, memory bytes and payload bits in model order
+(docs/method.md, "Cost model"); ``deft-ray profile`` measures one.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PNG plots of a run's ledger (``metrics.jsonl``, one JSON record per round; no torch, no Ray).
+"""PNG plots of a run's round records (its ``metrics.jsonl``; no torch, no Ray).
 
 ``write_run_plots`` draws one run: round latency, the evaluation metric and training loss against
 emulated time, and each device's compute and upload seconds. ``write_comparison_plot`` overlays
@@ -9,7 +9,6 @@ global state is untouched.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -18,37 +17,17 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-Record = Mapping[str, Any]
+from deft_ray.runtime.records import Event, RoundRecord
+
+Record = RoundRecord
 DPI = 120
-
-
-def load_ledger(path: str | Path) -> list[dict]:
-    """Read a ``metrics.jsonl`` ledger: one record per non-blank line, in file order.
-
-    Raises:
-        ValueError: a line is not a JSON object; the message names the file and the 1-based line.
-    """
-    records: list[dict] = []
-    for line_number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: line {line_number} is not valid JSON ({error.msg}); "
-                             "the ledger holds one JSON object per line") from error
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: line {line_number} holds a {type(record).__name__}, "
-                             "not a JSON object; the ledger holds one round record per line")
-        records.append(record)
-    return records
 
 
 def write_run_plots(records: Sequence[Record], out_dir: str | Path, *, metric: str) -> list[Path]:
     """Write ``latency.png``, ``metric.png`` and ``devices.png`` for one run into ``out_dir``.
 
     Args:
-        records: the run's round records, as parsed from ``metrics.jsonl`` (see :func:`load_ledger`).
+        records: the run's round records (:func:`~deft_ray.runtime.ledger.read_ledger` reads them).
         out_dir: folder for the PNGs; created if missing.
         metric: key of the evaluation metric to plot, e.g. ``"accuracy"``.
 
@@ -68,8 +47,9 @@ def write_run_plots(records: Sequence[Record], out_dir: str | Path, *, metric: s
 
 
 def write_comparison_plot(runs: Mapping[str, Sequence[Record]], out_path: str | Path, *,
-                          metric: str) -> Path:
-    """One line per run (labelled by its key, e.g. the scheme) of ``metric`` against emulated time.
+                          metric: str, target: float | None = None, title: str | None = None) -> Path:
+    """One line per run (labelled by its key, e.g. the scheme) of ``metric`` against emulated time,
+    with ``target`` as a dashed line when given.
 
     A run without any evaluation still gets a legend entry, marked "(no evaluation)".
 
@@ -84,7 +64,9 @@ def write_comparison_plot(runs: Mapping[str, Sequence[Record]], out_path: str | 
         times_s, values = _evaluation_points(records, metric)
         ax.plot(times_s, values, "o-", markersize=4,
                 label=label if len(values) else f"{label} (no evaluation)")
-    ax.set(xlabel="emulated time (s)", ylabel=metric, title=f"{metric} against emulated time")
+    if target is not None:
+        ax.axhline(target, color="grey", linestyle="--", linewidth=0.8, label=f"target {target:g}")
+    ax.set(xlabel="emulated time (s)", ylabel=metric, title=title or f"{metric} against emulated time")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return _save(fig, Path(out_path))
@@ -92,19 +74,19 @@ def write_comparison_plot(runs: Mapping[str, Sequence[Record]], out_path: str | 
 
 def _plot_latency(records: Sequence[Record], path: Path) -> Path:
     """Planned and measured round latency per round, events as annotated dotted lines."""
-    rounds = np.array([r["round"] for r in records], dtype=float)
-    planned_s = _floats(r.get("planned_latency_s") for r in records)
-    measured_s = _floats(r.get("measured_latency_s") for r in records)
+    rounds = np.array([r.round_idx for r in records], dtype=float)
+    planned_s = _floats(r.planned_latency_s for r in records)
+    measured_s = _floats(r.measured_latency_s for r in records)
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.add_subplot()
     lines = ax.plot(rounds, planned_s, "o-", markersize=4, label="planned")
     if np.isfinite(measured_s).any():
         lines += ax.plot(rounds, measured_s, "s--", markersize=4, label="measured")
     for record in records:
-        kinds = [_event_label(e) for e in record.get("events") or []]
+        kinds = [_event_label(e) for e in record.events]
         if kinds:
-            ax.axvline(record["round"], color="grey", linestyle=":", linewidth=1)
-            ax.text(record["round"], 0.98, "\n".join(kinds), transform=ax.get_xaxis_transform(),
+            ax.axvline(record.round_idx, color="grey", linestyle=":", linewidth=1)
+            ax.text(record.round_idx, 0.98, "\n".join(kinds), transform=ax.get_xaxis_transform(),
                     ha="left", va="top", fontsize="x-small", color="dimgrey",
                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
     ax.set(xlabel="round", ylabel="round latency (s)",
@@ -129,8 +111,8 @@ def _plot_metric(records: Sequence[Record], path: Path, metric: str) -> Path:
         ax.text(0.5, 0.95, "no evaluation yet", transform=ax.transAxes, ha="center", va="top",
                 color="dimgrey", bbox={"facecolor": "white", "edgecolor": "lightgrey"})
     loss_ax = ax.twinx()
-    lines += loss_ax.plot(_floats(r.get("emulated_time_s") for r in records),
-                          _floats(r.get("loss") for r in records), ".--", color="C1", alpha=0.8,
+    lines += loss_ax.plot(_floats(r.emulated_time_s for r in records),
+                          _floats(r.loss for r in records), ".--", color="C1", alpha=0.8,
                           label="training loss")
     ax.set_ylabel(metric, color="C0")
     ax.set(xlabel="emulated time (s)",
@@ -145,13 +127,13 @@ def _plot_devices(records: Sequence[Record], path: Path) -> Path:
     """Per device: stacked bars of total compute and upload seconds, rounds taken part in, bottleneck."""
     totals: dict[str, list[float]] = {}  # name -> [compute_s, upload_s, rounds, bottleneck rounds]
     for record in records:
-        for name, device in (record.get("devices") or {}).items():
+        for name, device in record.devices.items():
             row = totals.setdefault(name, [0.0, 0.0, 0, 0])
-            row[0] += device.get("compute_s") or 0.0
-            row[1] += device.get("upload_s") or 0.0
+            row[0] += device.compute_s or 0.0
+            row[1] += device.upload_s or 0.0
             row[2] += 1
-        if record.get("bottleneck_device") in totals:
-            totals[record["bottleneck_device"]][3] += 1
+        if record.bottleneck_device in totals:
+            totals[record.bottleneck_device][3] += 1
     names = sorted(totals, key=_natural_key)
     compute_s = np.array([totals[n][0] for n in names])
     upload_s = np.array([totals[n][1] for n in names])
@@ -183,11 +165,10 @@ def _evaluation_points(records: Sequence[Record], metric: str) -> tuple[np.ndarr
     Raises:
         ValueError: rounds were evaluated but none reports ``metric`` (a misspelt name).
     """
-    evaluated = [r for r in records if r.get("evaluation")]
-    points = [(r["emulated_time_s"], r["evaluation"][metric]) for r in evaluated
-              if r["evaluation"].get(metric) is not None]
+    evaluated = [r for r in records if r.evaluation]
+    points = [(r.emulated_time_s, r.evaluation[metric]) for r in evaluated if r.evaluation.get(metric) is not None]
     if evaluated and not points:
-        found = sorted({key for r in evaluated for key in r["evaluation"]})
+        found = sorted({key for r in evaluated for key in r.evaluation})
         raise ValueError(f"metric = {metric!r}: no evaluation reports it; metrics found: "
                          f"{', '.join(found)}")
     return _floats(p[0] for p in points), _floats(p[1] for p in points)
@@ -198,8 +179,8 @@ def _floats(values: Any) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
 
-def _event_label(event: Mapping[str, Any]) -> str:
-    return " ".join(str(part) for part in (event.get("kind", "event"), event.get("device")) if part)
+def _event_label(event: Event) -> str:
+    return " ".join(part for part in (event.kind.value, event.device) if part)
 
 
 def _natural_key(name: str) -> tuple:
@@ -210,7 +191,7 @@ def _natural_key(name: str) -> tuple:
 
 def _scheme(records: Sequence[Record]) -> str:
     """``"jbba: "`` from the first record's plan, or ``""`` when absent (a title prefix)."""
-    scheme = (records[0].get("plan") or {}).get("scheme")
+    scheme = records[0].plan.scheme
     return f"{scheme}: " if scheme else ""
 
 

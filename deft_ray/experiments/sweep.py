@@ -1,9 +1,9 @@
 """Parameter sweeps of the planners (``deft-ray sweep``): round latency and solve time of every
-scheme over random device populations (PAPER.md section 7; no torch, no Ray).
+scheme over random device populations (the paper's simulations, docs/method.md; no torch, no Ray).
 
-An experiment varies one setting of the population (:class:`~deft_ray.scenario.PopulationSpec`)
+An experiment varies one setting of the population (:class:`~deft_ray.edge.scenario.PopulationSpec`)
 over a grid and, at every grid point ``x``, draws one instance per seed (the seed drives
-:func:`~deft_ray.scenario.random_instance`, so the same seed gives every scheme the same
+:func:`~deft_ray.edge.scenario.random_instance`, so the same seed gives every scheme the same
 instance) and plans it with every scheme. It writes ``<experiment>.csv`` (one row per
 ``(x, scheme, seed)``) and ``<experiment>.png`` (mean and 95% t-interval per scheme).
 A scheme that cannot plan a draw (:class:`TooLargeError`, :class:`InfeasibleError`) gets no row
@@ -22,17 +22,18 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import yaml
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from deft_ray.config import build_dataclass
-from deft_ray.costs import load_profile
+from deft_ray.config import read_yaml, validated
+from deft_ray.config.sections import SECTION
+from deft_ray.edge.profiles import load_profile
 from deft_ray.errors import InfeasibleError, InputError, TooLargeError, UnknownNameError
 from deft_ray.planners import BlockCost, scheme_names, solve
-from deft_ray.scenario import PopulationSpec, random_instance, synthetic_blocks
-from deft_ray.sweep_report import REFERENCE_SCHEME, describe, plot_sweep, print_summary
+from deft_ray.edge.scenario import PopulationSpec, random_instance, synthetic_blocks
+from deft_ray.experiments.sweep_report import REFERENCE_SCHEME, describe, plot_sweep, print_summary
 
 COLUMNS = ("experiment", "x", "scheme", "seed", "round_latency_s", "solve_time_s")
 #: Experiments, in the order ``all`` runs them, with the label of their x axis.
@@ -46,7 +47,7 @@ X_LABELS = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True, config=SECTION)
 class Grids:
     """The x values of each experiment."""
 
@@ -60,7 +61,7 @@ class Grids:
     distance_max_m: tuple[float, ...] = (100.0, 250.0, 500.0, 750.0, 1000.0)
 
 
-@dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True, config=SECTION)
 class SolveTimeSettings:
     devices: tuple[int, ...] = (12, 24, 48, 96, 192, 384, 512)
     """K values (those below N are skipped)."""
@@ -72,9 +73,10 @@ class SolveTimeSettings:
     large_seeds: int = 10
 
 
-@dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True, config=SECTION)
 class SweepSettings:
-    """Everything a sweep needs; mirrors ``configs/sweep.yaml`` (PAPER.md section 7 defaults)."""
+    """Everything a sweep needs; mirrors ``configs/sweep.yaml`` (the paper's simulation defaults,
+    docs/method.md)."""
 
     profile: str = "roberta-base_h200_fp32"
     """Block profile of every experiment but solve-time."""
@@ -104,11 +106,7 @@ def load_sweep_settings(path: str | Path | None) -> SweepSettings:
     file = Path(path)
     if not file.is_file():
         raise InputError("--config", str(path), "no such file", "give the path of a sweep YAML")
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise InputError("--config", str(path), f"is not valid YAML ({error})", "fix the YAML syntax") from None
-    return _validate(build_dataclass(SweepSettings, data, ""))
+    return _validate(validated(SweepSettings, read_yaml(file, option="--config")))
 
 
 def _validate(settings: SweepSettings) -> SweepSettings:

@@ -1,4 +1,4 @@
-"""Reporting of a parameter sweep (see :mod:`deft_ray.sweep`): the PNG (mean and 95% confidence
+"""Reporting of a parameter sweep (see :mod:`deft_ray.experiments.sweep`): the PNG (mean and 95% confidence
 band per scheme against the swept setting, or solve time against K on log-log axes; object-oriented
 matplotlib :class:`~matplotlib.figure.Figure`, no pyplot) and the rich summary table."""
 
@@ -16,7 +16,7 @@ from rich.table import Table
 from scipy import stats
 
 if TYPE_CHECKING:
-    from deft_ray.sweep import SweepSettings
+    from deft_ray.experiments.sweep import SweepSettings
 
 REFERENCE_SCHEME = "jbba"
 

@@ -1,7 +1,7 @@
-"""Device populations: from a block profile and a population spec to a planning Instance.
+"""Random paper-like device populations: from a block profile and a population spec to an Instance.
 
-The defaults follow PAPER.md section 7: 20 devices, 10 MHz, compute scales U[1, 5], memory
-budgets spread over the profile's range, distances U[50, 500] m with 3GPP path loss, 23 dBm
+The defaults follow the paper's simulations (docs/method.md, "Cost model"): 20 devices, 10 MHz,
+compute scales U[1, 5], memory budgets spread over the profile's range, distances U[50, 500] m with 3GPP path loss, 23 dBm
 transmit power and -174 dBm/Hz noise.
 """
 
@@ -11,11 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deft_ray.channel import channel_gain, dbm_to_w
-from deft_ray.planners.problem import BlockCost, DeviceState, Instance
-
-#: -174 dBm/Hz in W/Hz.
-THERMAL_NOISE_DBM_PER_HZ = -174.0
+from deft_ray.edge.radio import THERMAL_NOISE_DBM_PER_HZ, channel_gain, dbm_to_w, device_state
+from deft_ray.planners import BlockCost, Instance
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -28,7 +25,7 @@ class PopulationSpec:
     """Uniform range of the devices' compute time multipliers."""
     memory_fraction: tuple[float, float] = (0.0, 1.2)
     """Budgets drawn uniformly between the cheapest block's memory plus ``low`` times the range and
-    the dearest block's memory times ``high`` (PAPER.md: U[m_min, 1.2 m_max])."""
+    the dearest block's memory times ``high`` (the paper's U[m_min, 1.2 m_max])."""
     distance_m: tuple[float, float] = (50.0, 500.0)
     tx_power_dbm: float = 23.0
     noise_dbm_per_hz: float = THERMAL_NOISE_DBM_PER_HZ
@@ -57,14 +54,9 @@ def random_instance(blocks: tuple[BlockCost, ...], spec: PopulationSpec, rng: np
             break
     power_w = dbm_to_w(spec.tx_power_dbm)
     noise = dbm_to_w(spec.noise_dbm_per_hz)
-    devices = []
-    for i in range(k):
-        channel = {"tx_power_w": power_w, "channel_gain": float(gains[i])}
-        if spec.rate_model == "spectral_efficiency":
-            snr = power_w * gains[i] / (noise * spec.bandwidth_hz / k)
-            channel = {"spectral_efficiency": float(np.log2(1.0 + snr))}
-        devices.append(DeviceState(name=f"d{i}", compute_scale=float(scales[i]),
-                                   memory_bytes=float(budgets[i]), **channel))
+    devices = [device_state(f"d{i}", compute_scale=float(scales[i]), memory_bytes=float(budgets[i]), tx_power_w=power_w,
+                            gain=float(gains[i]), rate_model=spec.rate_model, noise_psd_w_per_hz=noise,
+                            bandwidth_hz=spec.bandwidth_hz, num_devices=k) for i in range(k)]
     return Instance(bandwidth_hz=spec.bandwidth_hz, blocks=tuple(blocks), devices=tuple(devices),
                     noise_psd_w_per_hz=noise)
 

@@ -24,7 +24,8 @@ def evaluate_adapter(model: Any, evaluation: ValidationSet) -> dict[str, float]:
     by length, each batch cut to its longest)."""
     import torch
 
-    from deft_ray.data import compute_metrics, trim_padding
+    from deft_ray.learning.batches import trim_padding
+    from deft_ray.learning.metrics import compute_metrics
 
     columns = evaluation.columns
     labels = columns["labels"]

@@ -1,4 +1,4 @@
-"""``deft-ray profile``: measure a model's per-block costs into a profile file (PAPER.md section 8).
+"""``deft-ray profile``: measure a model's per-block costs into a profile file (docs/method.md, "Cost model").
 
 For each block (one layer's LoRA, alone trainable), the forward pass plus the backward pass down to
 that block is timed ``repeats`` times after a warm-up and the median kept; memory is the CUDA peak
@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from deft_ray.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+    from deft_ray.learning.model import BlockModel
 
 
 def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length: int = 128,
@@ -29,7 +36,9 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
     import torch
     import transformers
 
-    from deft_ray.model import BlockModel, LoraSpec, default_model_path
+    from deft_ray.learning.lora import LoraSpec
+    from deft_ray.learning.model import BlockModel
+    from deft_ray.learning.pretrained import default_model_path
     from deft_ray.planners import BlockCost
     from deft_ray.planners.problem import make_blocks_monotone
 
@@ -58,8 +67,6 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
              "attention_mask": torch.ones(batch_size, seq_length, dtype=torch.long),
              "labels": torch.randint(0, 2, (batch_size,), generator=generator)}
 
-    from deft_ray.model import profile_blocks
-
     console = console or Console(stderr=True)
     columns = (TextColumn("profiling blocks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
@@ -79,6 +86,67 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
         "blocks": [{"compute_s": b.compute_s, "memory_bytes": b.memory_bytes, "payload_bits": b.payload_bits}
                    for b in monotone],
     }
+
+
+def profile_blocks(model: BlockModel, batch: Mapping[str, torch.Tensor], *, repeats: int = 5,
+                   warmup: int = 1, on_block: Callable[[int], None] | None = None) -> list[dict[str, float]]:
+    """Measure each block in model order, trained alone (docs/method.md, "Cost model").
+
+    Returns ``{"compute_s", "memory_bytes", "payload_bits"}`` per block: ``compute_s`` is the
+    median time of forward + backward down to the block (gradient extraction included);
+    ``memory_bytes`` is the CUDA peak on a GPU, else weights + saved activations + gradients.
+    ``on_block(i)`` is called after each block (for progress bars).
+    """
+    if repeats < 1 or warmup < 0:
+        raise InputError("repeats, warmup", (repeats, warmup), "need repeats >= 1 and warmup >= 0",
+                         "use e.g. repeats=5, warmup=1")
+    rows = []
+    for i in range(model.num_blocks):
+        rows.append(_profile_block(model, i, batch, repeats=repeats, warmup=warmup))
+        if on_block is not None:
+            on_block(i)
+    return rows
+
+
+def _profile_block(model: BlockModel, block_idx: int, batch: Mapping[str, torch.Tensor], *,
+                   repeats: int, warmup: int) -> dict[str, float]:
+    for _ in range(warmup):
+        model.block_gradients([block_idx], batch)
+    times_s = [_timed_s(model, block_idx, batch) for _ in range(repeats)]
+    payload_bits = model.block_payload_bits(block_idx)
+    if model.device.type == "cuda":
+        memory_bytes = _cuda_peak_bytes(model, block_idx, batch)
+    else:
+        memory_bytes = (model.weight_bytes() + model.saved_activation_bytes([block_idx], batch)
+                        + payload_bits // 8)
+    return {"compute_s": statistics.median(times_s), "memory_bytes": float(memory_bytes),
+            "payload_bits": float(payload_bits)}
+
+
+def _timed_s(model: BlockModel, block_idx: int, batch: Mapping[str, torch.Tensor]) -> float:
+    _synchronize(model.device)
+    start_s = time.perf_counter()
+    model.block_gradients([block_idx], batch)
+    _synchronize(model.device)
+    return time.perf_counter() - start_s
+
+
+def _cuda_peak_bytes(model: BlockModel, block_idx: int, batch: Mapping[str, torch.Tensor]) -> int:
+    import torch
+
+    _synchronize(model.device)
+    torch.cuda.reset_peak_memory_stats(model.device)
+    model.block_gradients([block_idx], batch)
+    _synchronize(model.device)
+    return torch.cuda.max_memory_allocated(model.device)
+
+
+def _synchronize(device: torch.device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
 
 
 def write_profile(profile: dict[str, Any], out: str | Path | None) -> None:

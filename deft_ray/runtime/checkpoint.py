@@ -18,11 +18,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from deft_ray.errors import DeftRayError
+from deft_ray.runtime.records import Event, EventKind, RoundRecord
+
+if TYPE_CHECKING:
+    from deft_ray.runtime.coordinator import Coordinator
 
 FORMAT = "deft-ray-checkpoint 1"
 _NAME = re.compile(r"^round-(\d{6,})\.ckpt$")
@@ -57,7 +61,7 @@ class Checkpoint:
     ledger_bytes: int
     """Length of ``metrics.jsonl`` after this round's line."""
     config: Mapping[str, Any]
-    """The resolved config of the run that wrote it (as ``config.to_dict``)."""
+    """The resolved config of the run that wrote it (as :func:`~deft_ray.config.to_dict`)."""
 
     def _meta(self) -> dict[str, Any]:
         return {"round_idx": self.round_idx, "coordinator_rng": self.coordinator_rng,
@@ -193,3 +197,63 @@ def load_resumable(run_dir: Any, config: Any) -> tuple[Path, Checkpoint]:
     checkpoint = load_checkpoint(path)
     check_compatible(checkpoint, to_dict(config), path)
     return path, checkpoint
+
+
+# ------------------------------------------------------------------------------ a run's state
+def save_run_checkpoint(coordinator: Coordinator, round_idx: int, *, at_round_start: bool = False) -> Path | None:
+    """Checkpoint the coordinator's run after ``round_idx`` rounds.
+
+    ``at_round_start``: the current round failed; save the generator and devices as they were
+    when it began, keeping an existing checkpoint of ``round_idx``. Returns the path (``None``
+    when no round has completed).
+    """
+    from deft_ray.config import to_dict
+
+    if round_idx < 1:
+        return None
+    run_dir = coordinator.run_dir
+    path = checkpoint_path(run_dir.checkpoints_dir, round_idx)
+    if at_round_start and path.exists():
+        return path
+    if at_round_start and coordinator.round_start_state is not None:
+        rng_state, live = coordinator.round_start_state
+    else:
+        rng_state, live = coordinator.rng.bit_generator.state, tuple(spec.name for spec in coordinator.specs)
+    stream = coordinator.server_stream
+    return save_checkpoint(run_dir.checkpoints_dir, Checkpoint(
+        round_idx=round_idx, adapter=coordinator.model.trainable_state(), optimizer=coordinator.optimizer.state_dict(),
+        coordinator_rng=rng_state, device_streams=coordinator.pool.stream_states(),
+        server_stream=stream.state_dict() if stream is not None else None,
+        emulated_time_s=coordinator.emulated_time_s, live_devices=live,
+        ledger_bytes=run_dir.metrics_path.stat().st_size, config=to_dict(coordinator.config)))
+
+
+def restore_run(coordinator: Coordinator, checkpoint: Checkpoint, path: Path) -> None:
+    """Continue the coordinator's run from ``checkpoint``: adapter, optimizer, generators, devices,
+    emulated time, and the ledger cut back to the checkpoint's round (later lines move to
+    ``metrics.discarded.jsonl``)."""
+    try:
+        coordinator.model.load_trainable_state(checkpoint.adapter)
+        coordinator.optimizer.load_state_dict(dict(checkpoint.optimizer))
+    except (DeftRayError, ValueError, KeyError) as error:
+        raise CheckpointError(f"checkpoint {path} does not fit this model ({error}); resume with the "
+                              "run's own config.yaml") from None
+    coordinator.rng.bit_generator.state = dict(checkpoint.coordinator_rng)
+    if checkpoint.server_stream is not None and coordinator.server_stream is not None:
+        coordinator.server_stream.load_state_dict(dict(checkpoint.server_stream))
+    for name in [spec.name for spec in coordinator.specs if spec.name not in checkpoint.live_devices]:
+        if coordinator.config.reliability.on_device_failure == "restart":
+            coordinator.pending_events.append(Event(kind=EventKind.DEVICE_RESTARTED, device=name, detail="on resume"))
+        else:
+            coordinator.remove_device(name)
+    live = {spec.name for spec in coordinator.specs}
+    coordinator.pool.load_stream_states({name: state for name, state in checkpoint.device_streams.items()
+                                         if name in live})
+    coordinator.emulated_time_s = float(checkpoint.emulated_time_s)
+    coordinator.records = [RoundRecord.from_json(line) for line in coordinator.run_dir.cut_ledger(checkpoint.ledger_bytes)]
+    if len(coordinator.records) != checkpoint.round_idx:
+        raise CheckpointError(f"checkpoint {path} is of round {checkpoint.round_idx} but the ledger holds "
+                              f"{len(coordinator.records)} rounds before it; the run directory was altered")
+    coordinator.next_round = checkpoint.round_idx + 1
+    coordinator.pending_events.append(Event(kind=EventKind.RESUMED, checkpoint=str(path),
+                                            after_round=checkpoint.round_idx, devices_left=len(coordinator.specs)))

@@ -1,0 +1,305 @@
+"""The sections of a run's config: frozen, typed and validated whenever one is built.
+
+Every section is a frozen, keyword-only pydantic dataclass whose fields carry their help as a
+docstring; building one (from YAML, from ``--set``, in Python, or with ``dataclasses.replace``)
+validates it, and :func:`~deft_ray.config.loading.validated` turns pydantic's errors into one
+:class:`~deft_ray.errors.InputError` naming the field, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping, Sequence
+
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, model_validator
+from pydantic.dataclasses import dataclass
+
+from deft_ray.edge.devices import DeviceSpec
+from deft_ray.edge.radio import THERMAL_NOISE_DBM_PER_HZ, dbm_to_w
+
+if TYPE_CHECKING:
+    from deft_ray.planners import BlockCost, Scheme
+
+SECTION = ConfigDict(extra="forbid", allow_inf_nan=False, arbitrary_types_allowed=False)
+
+
+class FieldProblem(ValueError):
+    """A value that a section's own check refuses: ``field`` (relative to the section, ``""`` for
+    the section itself), ``value``, what is wrong and the fix."""
+
+    def __init__(self, field: str, value: Any, problem: str, fix: str):
+        super().__init__(problem)
+        self.field, self.value, self.problem, self.fix = field, value, problem, fix
+
+
+def _number(value: Any) -> Any:
+    """Numbers as YAML gives them: ``1e7`` arrives as text under YAML 1.1; a bool is no number."""
+    if isinstance(value, bool):
+        raise ValueError("a bool is not a number")
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+Positive = Annotated[Number, Field(gt=0)]
+NonNegative = Annotated[Number, Field(ge=0)]
+Whole = Annotated[int, Strict()]
+PositiveWhole = Annotated[int, Strict(), Field(gt=0)]
+NonNegativeWhole = Annotated[int, Strict(), Field(ge=0)]
+
+
+@dataclass(frozen=True, kw_only=True, config=SECTION)
+class ModelConfig:
+    name_or_path: str = ""
+    """Hugging Face model id or folder; empty means the packaged all-MiniLM-L6-v2."""
+    lora_rank: PositiveWhole = 8
+    """LoRA rank r of every adapted module."""
+    lora_alpha: Positive = 16.0
+    """LoRA scaling numerator: updates are scaled by alpha / r."""
+    lora_dropout: Annotated[Number, Field(ge=0, lt=1)] = 0.0
+    """LoRA dropout in [0, 1); 0 keeps gradients deterministic, so blocks assemble exactly."""
+    target_modules: tuple[str, ...] = ("query", "value")
+    """Module names that get LoRA in every transformer layer."""
+    head_with: Literal["last", "server"] = "last"
+    """Which block the classification head travels with: the last layer's, or a server-side block."""
+    max_length: PositiveWhole = 64
+    """Tokens per example (padding and truncation)."""
+
+    @property
+    def path(self) -> str:
+        """The model folder or hub id to load."""
+        from deft_ray.learning.pretrained import default_model_path
+
+        return self.name_or_path or default_model_path()
+
+    def lora_spec(self):
+        """The :class:`~deft_ray.learning.lora.LoraSpec` of these settings."""
+        from deft_ray.learning.lora import LoraSpec
+
+        return LoraSpec(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                        target_modules=self.target_modules, head_with=self.head_with)
+
+
+@dataclass(frozen=True, kw_only=True, config=SECTION)
+class DataConfig:
+    task: str = "synthetic-sentiment"
+    """sst2, rte, mrpc, stsb (GLUE) or synthetic-sentiment (built in, no network)."""
+    data_dir: str | None = None
+    """Folder with <task>/train.tsv and <task>/validation.tsv; without it GLUE comes from the hub."""
+    partition: Literal["iid", "dirichlet"] = "iid"
+    """How training examples are split across devices: iid, or dirichlet label skew."""
+    dirichlet_alpha: Positive = 0.5
+    """Concentration of the dirichlet partition (smaller: more skew)."""
+    batch_size: PositiveWhole = 16
+    """Examples per device per round."""
+    max_train_examples: PositiveWhole | None = None
+    """Keep a seeded random subset of at most this many training examples (empty: all)."""
+    max_eval_examples: PositiveWhole | None = 512
+    """Keep a seeded random subset of at most this many validation examples (empty: all)."""
+
+    @model_validator(mode="after")
+    def _known(self) -> DataConfig:
+        from deft_ray.learning.tasks import task_names
+
+        if self.task not in task_names():
+            raise FieldProblem("task", self.task, "is not a task", f"use one of {', '.join(task_names())}")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise FieldProblem("data_dir", self.data_dir, "is not a folder",
+                               "give a folder with <task>/train.tsv and <task>/validation.tsv")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True, config=SECTION)
+class OptimizerConfig:
+    """The server's optimizer (and the federated devices' local one)."""
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    """adamw or sgd."""
+    lr: Positive = 2e-3
+    """Learning rate."""
+    weight_decay: NonNegative = 0.0
+    """Decoupled (adamw) or L2 (sgd) weight decay."""
+
+    def build(self, parameters: Sequence[Any]):
+        """The torch optimizer over ``parameters``."""
+        import torch
+
+        optimizer = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[self.name]
+        return optimizer(parameters, lr=self.lr, weight_decay=self.weight_decay)
+
+
+@dataclass(frozen=True, kw_only=True, config=SECTION)
+class NetworkConfig:
+    bandwidth_hz: Positive = 1e7
+    """Total uplink bandwidth shared by the devices."""
+    noise_dbm_per_hz: Number = THERMAL_NOISE_DBM_PER_HZ
+    """Noise power spectral density at the access point."""
+    rate_model: Literal["shannon", "spectral_efficiency"] = "shannon"
+    """shannon: the rate depends on the bandwidth share; spectral_efficiency: fixed bits per Hz per
+    device, from its SNR at an equal share (docs/method.md, "Rate models")."""
+    rayleigh_fading: Annotated[bool, Strict()] = False
+    """Redraw |h|^2 ~ Exp(1) for every device every round."""
+
+
+@dataclass(frozen=True, kw_only=True, config=SECTION)
+class DeviceGroup:
+    """``count`` identical emulated devices (their channels differ by distance)."""
+
+    name: str
+    """Prefix of the device names: name-0, name-1, ..."""
+    count: PositiveWhole = 1
+    """Devices in the group."""
+    compute_scale: Positive = 1.0
+    """Emulated compute time = this x the reference time (larger is slower)."""
+    memory_fraction: NonNegative = 1.0
+    """Memory budget between the cheapest block's need (0) and the dearest block's (1); above 1
+    holds every block."""
+    memory_bytes: Positive | None = None
+    """Absolute memory budget; overrides memory_fraction."""
+    distance_m: tuple[Number, Number] = (50.0, 500.0)
+    """Distances to the access point are spread evenly over this range within the group."""
+    tx_power_dbm: Number = 23.0
+    """Transmit power (23 dBm is 0.2 W)."""
+    num_cpus: NonNegative = 0.0
+    """Ray CPUs reserved per device actor; 0 lets any number of devices share a machine."""
+    num_gpus: NonNegative = 0.0
+    """Ray GPUs (fractions allowed) per device actor."""
+    ray_memory_bytes: NonNegative | None = None
+    """Ray memory reservation per device actor."""
+    resources: Mapping[str, NonNegative] = dataclasses.field(default_factory=dict)
+    """Custom Ray resources per device actor (pins devices to node types)."""
+
+    @model_validator(mode="after")
+    def _distances(self) -> DeviceGroup:
+        low, high = self.distance_m
+        if not 0 < low <= high:
+            raise FieldProblem("distance_m", list(self.distance_m), "needs 0 < low <= high", "give [low, high] in metres")
+        return self
+
+    def specs(self, memory_range_bytes: tuple[float, float]) -> list[DeviceSpec]:
+        """The group's devices; relative budgets lie in ``memory_range_bytes`` (the cheapest and
+        the dearest block's need)."""
+        import numpy as np
+
+        low, high = memory_range_bytes
+        distances = (np.linspace(*self.distance_m, num=self.count) if self.count > 1
+                     else [float(np.mean(self.distance_m))])
+        budget = self.memory_bytes if self.memory_bytes is not None else low + self.memory_fraction * (high - low)
+        return [DeviceSpec(name=f"{self.name}-{i}", compute_scale=self.compute_scale,
+                           memory_budget_bytes=float(budget), distance_m=float(distances[i]),
+                           tx_power_w=dbm_to_w(self.tx_power_dbm), num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+                           ray_memory_bytes=self.ray_memory_bytes, resources=dict(self.resources))
+                for i in range(self.count)]
+
+
+@dataclass(frozen=True, kw_only=True, config=SECTION)
+class ReliabilityConfig:
+    """What the coordinator does when devices fail or lag, and how often it checkpoints."""
+
+    on_device_failure: Literal["replan", "restart"] = "replan"
+    """replan: drop a failed device from the run and re-plan its blocks among the survivors;
+    restart: start a fresh actor for it (same spec and data) and give it its blocks again."""
+    straggler_deadline: Positive | None = None
+    """A block whose upload comes later than this multiple of the planned round latency is
+    recomputed on another device (empty: wait for every upload)."""
+    checkpoint_every: NonNegativeWhole = 10
+    """Write a checkpoint every this many rounds (and after the last round); 0 turns them off."""
+
+    @model_validator(mode="after")
+    def _deadline(self) -> ReliabilityConfig:
+        if self.straggler_deadline is not None and self.straggler_deadline < 1:
+            raise FieldProblem("straggler_deadline", self.straggler_deadline,
+                               "is below 1, so every device would be late",
+                               "give a multiple of the planned latency such as 2, or leave it empty")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True, config=SECTION)
+class FederatedConfig:
+    """Settings of the federated schemes (fedavg, ffa-lora)."""
+
+    local_steps: PositiveWhole = 1
+    """Local optimizer steps (batches) each device takes per round before uploading its adapter."""
+
+
+def default_device_groups() -> tuple[DeviceGroup, ...]:
+    """A mixed population of 12: 4 workstation-class, 4 Jetson-class and 4 phone-class devices."""
+    return (
+        DeviceGroup(name="workstation", count=4, compute_scale=1.0, memory_fraction=1.2, distance_m=(50.0, 150.0)),
+        DeviceGroup(name="jetson", count=4, compute_scale=2.5, memory_fraction=0.7, distance_m=(100.0, 300.0)),
+        DeviceGroup(name="phone", count=4, compute_scale=5.0, memory_fraction=0.35, distance_m=(200.0, 500.0)),
+    )
+
+
+@dataclass(frozen=True, kw_only=True, config=SECTION)
+class RunConfig:
+    """Everything a run needs; ``deft-ray run`` dumps it resolved as ``config.yaml``."""
+
+    seed: NonNegativeWhole = 0
+    """Seeds the model's LoRA and head, the data split and batches, the channel draws and the planner."""
+    rounds: PositiveWhole = 60
+    """Rounds to run (a round is one optimizer step of the adapter)."""
+    scheme: str = "jbba"
+    """Any scheme of ``deft-ray plan``."""
+    clock: Literal["virtual", "realtime"] = "virtual"
+    """virtual: emulated time is accounted, nothing sleeps; realtime: the delays really elapse."""
+    time_scale: Positive = 1.0
+    """realtime only: wall seconds per emulated second."""
+    eval_every: PositiveWhole = 5
+    """Evaluate every this many rounds (and after the last)."""
+    target_metric: Number | None = None
+    """Stop once an evaluation's first metric (accuracy, or Pearson for stsb) reaches this value
+    (empty: run every round)."""
+    round_timeout_s: Positive = 600.0
+    """Longest a round may take before it is declared stuck."""
+    profile: str | None = None
+    """Block profile file or packaged profile name; empty means measure the model's blocks at start-up."""
+    storage_path: str = "runs"
+    """Folder that receives run directories (<time>-<scheme>) unless --out names one: a shared file
+    system path on a cluster, or the head node's local disk (the coordinator runs there)."""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
+    reliability: ReliabilityConfig = dataclasses.field(default_factory=ReliabilityConfig)
+    federated: FederatedConfig = dataclasses.field(default_factory=FederatedConfig)
+    devices: tuple[DeviceGroup, ...] = dataclasses.field(default_factory=default_device_groups)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        from deft_ray.edge.profiles import PACKAGED_PROFILES
+        from deft_ray.planners import scheme_names
+
+        if self.scheme not in scheme_names():
+            raise FieldProblem("scheme", self.scheme, "is not a scheme", f"use one of {', '.join(scheme_names())}")
+        if not self.devices:
+            raise FieldProblem("devices", [], "no device groups", "give at least one device group")
+        names = [group.name for group in self.devices]
+        if len(set(names)) != len(names):
+            raise FieldProblem("devices", names, "group names repeat", "give every group its own name")
+        if self.profile is not None and self.profile not in PACKAGED_PROFILES and not Path(self.profile).is_file():
+            raise FieldProblem("profile", self.profile, "no such file", "give a profile JSON or leave it empty")
+        return self
+
+    @property
+    def num_devices(self) -> int:
+        return sum(group.count for group in self.devices)
+
+    def device_specs(self, profile: Sequence[BlockCost]) -> tuple[DeviceSpec, ...]:
+        """Every group's devices; relative budgets lie between the cheapest and dearest block."""
+        memory = [block.memory_bytes for block in profile]
+        return tuple(spec for group in self.devices for spec in group.specs((min(memory), max(memory))))
+
+    def build_scheme(self) -> Scheme:
+        """The run's planning scheme, with the federated schemes' local steps."""
+        from deft_ray.planners import get_scheme
+
+        scheme = get_scheme(self.scheme)
+        if scheme.replicates_blocks:
+            scheme = get_scheme(self.scheme, local_steps=self.federated.local_steps)
+        return scheme

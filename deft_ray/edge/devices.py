@@ -1,0 +1,22 @@
+"""What an emulated device is: its compute speed, memory budget, radio and the Ray resources it holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    """One emulated device, fixed for the run."""
+
+    name: str
+    compute_scale: float
+    """Emulated compute time = this x the reference (profile) time."""
+    memory_budget_bytes: float
+    distance_m: float
+    tx_power_w: float
+    num_cpus: float = 0.0
+    num_gpus: float = 0.0
+    ray_memory_bytes: float | None = None
+    resources: Mapping[str, float] = field(default_factory=dict)

@@ -1,0 +1,31 @@
+"""Each round's planning Instance: the block profile and every live device's compute, memory and channel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from deft_ray.edge.devices import DeviceSpec
+from deft_ray.edge.radio import channel_gain, dbm_to_w, device_state
+from deft_ray.planners import BlockCost, Instance
+
+if TYPE_CHECKING:
+    from deft_ray.config import RunConfig
+
+
+def round_instance(config: RunConfig, specs: Sequence[DeviceSpec], profile: Sequence[BlockCost],
+                   rng: np.random.Generator | None) -> Instance:
+    """A round's Instance: the profile, and each device's compute scale, memory and channel (path
+    loss, times Rayleigh fading drawn from ``rng`` when the config asks for it)."""
+    network = config.network
+    noise = dbm_to_w(network.noise_dbm_per_hz)
+    devices = tuple(
+        device_state(spec.name, compute_scale=spec.compute_scale, memory_bytes=spec.memory_budget_bytes,
+                     tx_power_w=spec.tx_power_w,
+                     gain=float(channel_gain(spec.distance_m, rayleigh=network.rayleigh_fading, rng=rng)),
+                     rate_model=network.rate_model, noise_psd_w_per_hz=noise, bandwidth_hz=network.bandwidth_hz,
+                     num_devices=len(specs))
+        for spec in specs)
+    return Instance(bandwidth_hz=network.bandwidth_hz, blocks=tuple(profile), devices=devices,
+                    noise_psd_w_per_hz=noise)

@@ -1,0 +1,1 @@
+"""Learning: the block model and its LoRA, tasks, batches, partitions, metrics and profiling; torch, never Ray."""

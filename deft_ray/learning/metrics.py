@@ -1,0 +1,55 @@
+"""Each task's evaluation metrics (accuracy, F1, Pearson and Spearman correlation)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from deft_ray.errors import InputError
+from deft_ray.learning.tasks import TaskSpec
+
+
+def compute_metrics(spec: TaskSpec, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Score predictions with ``spec.metric_names``.
+
+    ``predictions`` are class ids or logits of shape (n, num_labels) for classification, and
+    scores of shape (n,) or (n, 1) for regression. Pearson and Spearman correlations of a constant
+    input are undefined and reported as 0.0.
+    """
+    predictions, labels = np.asarray(predictions), np.asarray(labels).reshape(-1)
+    if spec.is_regression:
+        predictions = predictions.reshape(-1).astype(float)
+    elif predictions.ndim == 2:
+        predictions = predictions.argmax(axis=1)
+    if len(predictions) != len(labels):
+        raise InputError("predictions", predictions.shape, f"do not match {len(labels)} labels",
+                         "pass one prediction per label")
+    return {name: float(_METRICS[name](predictions, labels)) for name in spec.metric_names}
+
+
+def _f1(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Binary F1 of the positive class 1: 2 tp / (2 tp + fp + fn)."""
+    true_positives = np.sum((predictions == 1) & (labels == 1))
+    wrong = np.sum(predictions != labels)
+    denominator = 2 * true_positives + wrong
+    return 2 * true_positives / denominator if denominator else 0.0
+
+
+def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    def score(predictions: np.ndarray, labels: np.ndarray) -> float:
+        from scipy import stats
+
+        if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
+            return 0.0
+        return getattr(stats, kind)(predictions, labels)[0]
+
+    return score
+
+
+_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": lambda predictions, labels: np.mean(predictions == labels),
+    "f1": _f1,
+    "pearson": _correlation("pearsonr"),
+    "spearmanr": _correlation("spearmanr"),
+}

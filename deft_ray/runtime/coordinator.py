@@ -1,0 +1,271 @@
+"""The coordinator: the one place where the round loop lives.
+
+Each round reads top to bottom as plan, dispatch, recover, apply, evaluate, record
+(docs/architecture.md, "The round"). What differs between schemes is the round kind
+(:mod:`deft_ray.runtime.round_kinds`); what to do with failed and late devices is the recovery
+policy (:mod:`deft_ray.runtime.recovery`); checkpoints are written and restored by
+:mod:`deft_ray.runtime.checkpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from deft_ray.config import RunConfig
+from deft_ray.edge.devices import DeviceSpec
+from deft_ray.edge.instances import round_instance
+from deft_ray.errors import InfeasibleError
+from deft_ray.learning.validation import ValidationSet, evaluate_adapter
+from deft_ray.planners import BlockCost, Instance, Plan
+from deft_ray.runtime.dispatch import DevicePool, PlannerLike
+from deft_ray.runtime.ledger import RunDirectory
+from deft_ray.runtime.records import (BlockUpload, DeviceRound, DeviceStatus, Event, EventKind, Phase, RoundRecord,
+                                      RunSummary)
+from deft_ray.runtime.recovery import CoverageError, FailureDecision, RecoveryPolicy
+from deft_ray.runtime.round_kinds import RoundKind
+
+
+@dataclass(frozen=True, slots=True)
+class _PhaseOutcome:
+    """One dispatch of a round and what the coordinator made of it."""
+
+    phase: Phase
+    accepted: tuple[BlockUpload, ...]
+    lost_blocks: tuple[int, ...]
+    busy: frozenset[str]
+    """Devices not to be given more work this round (failed or still computing)."""
+    elapsed_s: float
+    """Emulated seconds from dispatch to the phase's end (virtual clock)."""
+
+
+class Coordinator:
+    """Drives the rounds of one run. Plain class: devices and the planner are reached through a
+    :class:`~deft_ray.runtime.dispatch.DevicePool` and a planner, so it runs with Ray actors or
+    in-process."""
+
+    def __init__(self, *, config: RunConfig, model: Any, profile: Sequence[BlockCost], specs: Sequence[DeviceSpec],
+                 pool: DevicePool, planner: PlannerLike, round_kind: RoundKind, evaluation: ValidationSet,
+                 run_dir: RunDirectory, events: Sequence[Event] = (), server_stream: Any = None):
+        self.config = config
+        self.model = model
+        self.profile = tuple(profile)
+        self.specs = list(specs)
+        self.pool = pool
+        self.planner = planner
+        self.round_kind = round_kind
+        self.policy = RecoveryPolicy(on_device_failure=config.reliability.on_device_failure,
+                                     straggler_deadline=config.reliability.straggler_deadline)
+        self.evaluation = evaluation
+        self.run_dir = run_dir
+        self.server_stream = server_stream
+        """Batches for the head when it is trained at the server (``head_with: server``)."""
+        self.rng = np.random.default_rng(config.seed)
+        self.optimizer = config.optimizer.build(list(model.named_trainable_parameters().values()))
+        self.emulated_time_s = 0.0
+        self.next_round = 1
+        self.pending_events: list[Event] = list(events)
+        self.records: list[RoundRecord] = []
+        self.summary: RunSummary | None = None
+        self.round_start_state: tuple[dict[str, Any], tuple[str, ...]] | None = None
+        """The generator state and live devices when the current round began (for a checkpoint
+        of the last completed round when this one fails)."""
+        self.round_events: list[Event] = []
+        self._failed_this_round: set[str] = set()
+
+    # ------------------------------------------------------------------------------ the run
+    def run(self) -> Iterator[RoundRecord]:
+        """Run every round, yielding each record as it is written and checkpointing every
+        ``reliability.checkpoint_every`` rounds; then save the adapter, summary and plots.
+
+        Raises:
+            CoverageError: the surviving devices cannot cover the blocks; a checkpoint of the last
+                completed round is written first, the unfinished round's events go to
+                ``stop.json``, and the message says how to resume.
+        """
+        from deft_ray.runtime.checkpoint import save_run_checkpoint
+
+        every = self.config.reliability.checkpoint_every
+        for round_idx in range(self.next_round, self.config.rounds + 1):
+            try:
+                record = self.run_round(round_idx)
+            except CoverageError as error:
+                path = save_run_checkpoint(self, round_idx - 1, at_round_start=True)
+                self.run_dir.write_stop(round_idx, str(error), self.round_events)
+                raise CoverageError(f"{error} The run stopped after round {round_idx - 1}"
+                                    + (f"; checkpoint {path}. Resume with `deft-ray run --resume "
+                                       f"{self.run_dir.root}` once devices are back (with "
+                                       "`--on-device-failure restart` the failed ones are started again)"
+                                       if path else "; there is no checkpoint of it (no round completed)")) from None
+            yield record
+            reached = self.meets_target(record)
+            if every and (round_idx % every == 0 or round_idx == self.config.rounds or reached):
+                save_run_checkpoint(self, round_idx)
+            if reached:
+                break
+        self.summary = self.finish()
+
+    def meets_target(self, record: RoundRecord) -> bool:
+        """Whether the round's evaluation reaches ``target_metric`` (its primary metric)."""
+        target, value = self.config.target_metric, record.primary_metric
+        return target is not None and value is not None and value >= target
+
+    # ------------------------------------------------------------------------------ the round
+    def run_round(self, round_idx: int) -> RoundRecord:
+        """One round: plan, dispatch, recover lost blocks, apply, evaluate, record."""
+        wall_start = time.perf_counter()
+        self.round_start_state = (self.rng.bit_generator.state, tuple(spec.name for spec in self.specs))
+        self._failed_this_round = set()
+        events = self.round_events = self.pending_events
+        self.pending_events = []
+
+        instance = self.instance_for_round()
+        plan = self._plan(instance, round_idx, what="the round")
+        outcomes = [self._dispatch(instance, plan, round_idx, events, busy=frozenset())]
+        while outcomes[-1].lost_blocks:
+            outcomes.append(self._recover(instance, outcomes, round_idx, events))
+        uploads = [upload for outcome in outcomes for upload in outcome.accepted]
+        server_batch = self.server_stream.next_batch() if self.model.head_block is not None else None
+        loss = self.round_kind.apply(self.model, self.optimizer, uploads, server_batch)
+
+        if self.config.clock == "realtime":
+            measured_s = (time.perf_counter() - wall_start) / self.config.time_scale
+        else:
+            measured_s = sum(outcome.elapsed_s for outcome in outcomes)
+        self.emulated_time_s += measured_s
+        evaluation = None
+        if round_idx % self.config.eval_every == 0 or round_idx == self.config.rounds:
+            evaluation = evaluate_adapter(self.model, self.evaluation)
+        record = RoundRecord(
+            round_idx=round_idx, emulated_time_s=self.emulated_time_s, wall_s=time.perf_counter() - wall_start,
+            plan=plan, planned_latency_s=plan.round_latency_s, measured_latency_s=measured_s,
+            devices=outcomes[0].phase.devices, bottleneck_device=max(uploads, key=lambda u: u.latency_s).device,
+            loss=loss, evaluation=evaluation, events=(), blocks_applied=sum(len(u.blocks) for u in uploads),
+            recovery=tuple(outcome.phase for outcome in outcomes[1:]))
+        if self.meets_target(record):
+            events.append(Event(kind=EventKind.TARGET_REACHED, metric=next(iter(evaluation)),
+                                value=record.primary_metric, target=self.config.target_metric))
+        record = dataclasses.replace(record, events=tuple(events))
+        self.records.append(record)
+        self.run_dir.append(record)
+        self.next_round = round_idx + 1
+        return record
+
+    # ------------------------------------------------------------------------------ its steps
+    def instance_for_round(self) -> Instance:
+        """The planner's view of this round: the live devices' channels drawn from the run's generator."""
+        return round_instance(self.config, self.specs, self.profile, self.rng)
+
+    def _plan(self, instance: Instance, round_idx: int, *, what: str) -> Plan:
+        try:
+            return self.planner.plan(instance, round_idx)
+        except InfeasibleError as error:
+            raise CoverageError(f"round {round_idx}: the {instance.num_devices} devices left cannot cover "
+                                f"{what} with scheme {self.config.scheme!r}: {error}.") from None
+
+    def _dispatch(self, instance: Instance, plan: Plan, round_idx: int, events: list[Event], *,
+                  busy: frozenset[str]) -> _PhaseOutcome:
+        """Send the plan's work orders, then sort what came back into accepted uploads, failed
+        devices (handled by the recovery policy) and stragglers, whose blocks are lost."""
+        realtime = self.config.clock == "realtime"
+        scale = self.config.time_scale if realtime else 1.0
+        deadline_s = self.policy.deadline_s(plan.round_latency_s)
+        orders = self.round_kind.work_orders(instance, plan, round_idx)
+        assert not set(orders) & busy, "a busy device got work"
+        adapter = {name: value.numpy() for name, value in self.model.trainable_state().items()}
+        dispatch = self.pool.train(orders, adapter, timeout_s=self.config.round_timeout_s,
+                                   deadline_s=deadline_s * scale if deadline_s and realtime else None)
+        accepted, devices, lost, newly_busy = [], {}, [], set()
+        for arrival in dispatch.arrivals:
+            upload = arrival.upload
+            late = self.policy.is_late(upload.latency_s, deadline_s)
+            devices[upload.device] = DeviceRound.of_upload(upload, orders[upload.device], arrival_s=arrival.wall_s / scale,
+                                                           late=late)
+            if late:
+                lost.extend(upload.blocks)
+                events.append(Event(kind=EventKind.STRAGGLER, device=upload.device, blocks=upload.blocks,
+                                    latency_s=upload.latency_s, deadline_s=deadline_s))
+                newly_busy.add(upload.device)
+            else:
+                accepted.append(upload)
+        for name in dispatch.unfinished:
+            order = orders[name]
+            devices[name] = DeviceRound(blocks=order.blocks, bandwidth_hz=order.bandwidth_hz, status=DeviceStatus.LATE)
+            lost.extend(order.blocks)
+            events.append(Event(kind=EventKind.STRAGGLER, device=name, blocks=order.blocks, deadline_s=deadline_s))
+            newly_busy.add(name)
+        for name, reason in dispatch.failures.items():
+            order = orders[name]
+            devices[name] = DeviceRound(blocks=order.blocks, bandwidth_hz=order.bandwidth_hz, status=DeviceStatus.FAILED,
+                                        error=reason)
+            lost.extend(order.blocks)
+            events.append(Event(kind=EventKind.DEVICE_FAILED, device=name, blocks=order.blocks, error=reason))
+            if not self._handle_failure(name, events):
+                newly_busy.add(name)
+        stalled = newly_busy - set(dispatch.failures)
+        elapsed_s = deadline_s if deadline_s is not None and stalled else max((u.latency_s for u in accepted), default=0.0)
+        return _PhaseOutcome(phase=Phase(plan=plan, devices=devices), accepted=tuple(accepted),
+                             lost_blocks=tuple(self.round_kind.uncovered(lost, accepted)),
+                             busy=busy | newly_busy, elapsed_s=float(elapsed_s))
+
+    def _recover(self, instance: Instance, outcomes: list[_PhaseOutcome], round_idx: int,
+                 events: list[Event]) -> _PhaseOutcome:
+        """Re-plan the last phase's lost blocks on the devices still free (same channels) and
+        dispatch them."""
+        lost, busy = list(outcomes[-1].lost_blocks), outcomes[-1].busy
+        live = {spec.name for spec in self.specs} - busy
+        devices = tuple(device for device in instance.devices if device.name in live)
+        if not devices:
+            raise CoverageError(f"no device is left to recompute blocks {lost}.")
+        sub_instance = dataclasses.replace(instance, blocks=tuple(instance.blocks[n] for n in lost), devices=devices)
+        sub_plan = self._plan(sub_instance, round_idx, what=f"lost blocks {lost}")
+        sub_plan = dataclasses.replace(sub_plan, assignment={name: tuple(lost[n] for n in blocks)
+                                                             for name, blocks in sub_plan.assignment.items()})
+        events.append(Event(kind=EventKind.REPLANNED, blocks=tuple(lost), assignment=dict(sub_plan.assignment),
+                            planned_latency_s=sub_plan.round_latency_s))
+        return self._dispatch(instance, sub_plan, round_idx, events, busy=busy)
+
+    def _handle_failure(self, name: str, events: list[Event]) -> bool:
+        """Restart or drop a failed device as the policy decides; True if it is back."""
+        decision = self.policy.on_failure(failed_before_this_round=name in self._failed_this_round)
+        self._failed_this_round.add(name)
+        if decision is FailureDecision.RESTART:
+            try:
+                self.pool.restart(name)
+            except Exception as error:  # noqa: BLE001 - a failed restart falls back to dropping the device
+                events.append(Event(kind=EventKind.RESTART_FAILED, device=name, error=f"{type(error).__name__}: {error}"))
+            else:
+                events.append(Event(kind=EventKind.DEVICE_RESTARTED, device=name))
+                return True
+        self.remove_device(name)
+        events.append(Event(kind=EventKind.DEVICE_REMOVED, device=name, devices_left=len(self.specs)))
+        return False
+
+    def remove_device(self, name: str) -> None:
+        """Take a device out of the run: the planner no longer sees it."""
+        self.specs = [spec for spec in self.specs if spec.name != name]
+        try:
+            self.pool.remove(name)
+        except Exception:  # noqa: BLE001 - it may already be gone with its process
+            pass
+
+    # ------------------------------------------------------------------------------ the end
+    def finish(self) -> RunSummary:
+        """Save the adapter with its head, the summary and the plots; return the summary."""
+        from deft_ray.runtime.summary import summarize
+
+        self.model.save_adapter(str(self.run_dir.adapter_dir))
+        summary = summarize(self.config, self.records, self.pool.memory_usage(),
+                            metric=self.evaluation.spec.metric_names[0])
+        self.run_dir.write_summary(summary)
+        self.run_dir.write_plots(summary.metric)
+        return summary
+
+    @property
+    def rounds_done(self) -> int:
+        """Rounds completed so far (a resumed run starts at its checkpoint's round)."""
+        return self.next_round - 1

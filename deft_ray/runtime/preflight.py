@@ -1,0 +1,52 @@
+"""Checks a run passes before Ray starts: the model loads, there are enough devices, budgets can work.
+
+Each failure is an :class:`~deft_ray.errors.InputError` (or the planners' ``InfeasibleError``)
+with one line naming the field, the value and the fix, so a run that cannot work costs no process.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from deft_ray.config import RunConfig
+from deft_ray.edge.instances import round_instance
+from deft_ray.edge.profiles import load_profile
+from deft_ray.errors import InputError
+from deft_ray.planners import solve
+
+
+def check_against_model(config: RunConfig) -> None:
+    """Fail before Ray starts when the model cannot be loaded or there are too few devices."""
+    from transformers import AutoConfig
+
+    path = config.model.path
+    try:
+        num_blocks = AutoConfig.from_pretrained(path).num_hidden_layers
+    except (OSError, ValueError) as error:
+        raise InputError("model.name_or_path", path, f"cannot be loaded ({str(error).splitlines()[0][:120]})",
+                         "give a local model folder or a hub id reachable from here") from None
+    if config.build_scheme().one_block_per_device and config.num_devices < num_blocks:
+        raise InputError("devices", config.num_devices, f"scheme {config.scheme!r} gives each device at most one "
+                         f"block and the model has {num_blocks} blocks",
+                         f"use at least {num_blocks} devices or scheme 'multiblock'")
+    check_memory_budgets(config)
+
+
+def check_memory_budgets(config: RunConfig) -> None:
+    """Fail before Ray starts when no device can hold the input-side block (it needs the most
+    memory), or, with a profile file, when the scheme finds no plan for the first round.
+
+    Raises:
+        InputError: every device group's memory_fraction is below 1 (no absolute budget given).
+        InfeasibleError: with a profile, the budgets admit no plan of the scheme; it names the block.
+    """
+    relative = [group for group in config.devices if group.memory_bytes is None]
+    if len(relative) == len(config.devices) and max(group.memory_fraction for group in relative) < 1:
+        largest = max(range(len(config.devices)), key=lambda i: config.devices[i].memory_fraction)
+        raise InputError(f"devices[{largest}].memory_fraction", config.devices[largest].memory_fraction,
+                         "is the largest and below 1, so no device can hold block 0 (the input-side layer "
+                         "needs the most memory)", "give at least one device group memory_fraction >= 1")
+    if config.profile:
+        profile = load_profile(config.profile)
+        instance = round_instance(config, config.device_specs(profile), profile, np.random.default_rng(config.seed))
+        solve(instance, config.build_scheme(), seed=config.seed)
