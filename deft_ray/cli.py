@@ -94,8 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except DeftRayError as error:
-        print(f"deft-ray: error: {error}", file=sys.stderr)
+        print(f"deft-ray: {getattr(error, 'label', 'error')}: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        print("deft-ray: interrupted before the run began; nothing was written", file=sys.stderr)
+        return 130
 
 
 # ------------------------------------------------------------------------------------------ plan

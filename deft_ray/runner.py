@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,8 +22,10 @@ from rich.table import Table
 
 from deft_ray.config import RunConfig, apply_overrides, load_config
 from deft_ray.errors import InputError
-from deft_ray.runtime.preflight import check_against_model
-from deft_ray.runtime.records import RoundRecord, RunFinished, RunStarted, RunSummary
+from deft_ray.runtime.interrupts import Interrupted, StopNow, StopRequest, stop_on_signals
+from deft_ray.runtime.preflight import check_against_data, check_against_model
+from deft_ray.runtime.records import (EventKind, RoundRecord, RunFinished, RunInterrupted, RunStarted, RunSummary,
+                                      RunWarning)
 
 
 def resize_population(config: RunConfig, num_devices: int) -> RunConfig:
@@ -69,7 +73,10 @@ def resolve_resume(run_dir: str | Path, overrides: Mapping[str, Any]) -> RunConf
                          "give the folder a `deft-ray run` wrote")
     config = apply_overrides(load_config(directory.config_path), overrides)
     check_against_model(config)
-    load_resumable(directory, config)
+    _, checkpoint = load_resumable(directory, config)
+    if config.rounds < checkpoint.round_idx:
+        raise InputError("rounds", config.rounds, f"is fewer than the {checkpoint.round_idx} rounds the run has done",
+                         f"give --rounds {checkpoint.round_idx} or more")
     return config
 
 
@@ -82,7 +89,9 @@ def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool =
     """Run every round of ``config``; return the summary. The run directory is printed at the end.
 
     ``resume``: continue the run in ``out_dir`` from its latest checkpoint (see :func:`resolve_resume`).
-    A new run refuses an ``out_dir`` that holds a run unless ``overwrite`` is set.
+    A new run refuses an ``out_dir`` that holds a run unless ``overwrite`` is set; two runs never
+    write one directory at once. A first SIGINT or SIGTERM stops the run after the round in flight
+    with a checkpoint of it, a second at once; either way :class:`Interrupted` says how to resume.
     """
     from deft_ray.actors.launch import local_stream, ray_stream
     from deft_ray.runtime.build import load_config_task
@@ -90,15 +99,38 @@ def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool =
 
     console = console or Console()
     run_dir = RunDirectory(out_dir or default_out_dir(config))
-    if not resume:
-        run_dir.claim(overwrite=overwrite)
-    console.print(f"deft-ray: {config.num_devices} devices, scheme {config.scheme}, task {config.data.task}, "
-                  f"{config.rounds} rounds, {config.clock} clock")
     task = load_config_task(config)  # bad data fails here, before Ray starts
-    stream = (ray_stream if use_ray else local_stream)(config, run_dir, task, resume)
+    check_against_data(config, task)
+    stop = StopRequest()
+    with run_dir.locked("--resume" if resume else "--out"), stop_on_signals(stop):
+        if not resume:
+            run_dir.claim(overwrite=overwrite)
+        console.print(f"deft-ray: {config.num_devices} devices, scheme {config.scheme}, task {config.data.task}, "
+                      f"{config.rounds} rounds, {config.clock} clock")
+        try:
+            summary = _follow((ray_stream if use_ray else local_stream)(config, run_dir, task, resume, stop),
+                              config, console)
+        except StopNow as now:
+            from deft_ray.runtime.checkpoint import latest_checkpoint
+
+            last = latest_checkpoint(run_dir.checkpoints_dir)
+            raise Interrupted(f"stopped at once on a second {_signal_name(now.signum)}; "
+                              + (f"the last checkpoint is {last}; resume with `deft-ray run --resume {run_dir.root}`"
+                                 if last else "no round was checkpointed"), signum=now.signum) from None
+    if isinstance(summary, RunInterrupted):
+        where = (f"checkpoint {summary.checkpoint}; resume with `deft-ray run --resume {run_dir.root}`"
+                 if summary.checkpoint else "no round completed, so there is nothing to resume")
+        raise Interrupted(f"{_signal_name(stop.signum)}: stopped after round {summary.rounds_done}; {where}",
+                          signum=stop.signum)
+    print_summary(summary, console)
+    console.print(f"run directory: {run_dir.root.resolve()}")
+    return summary
+
+
+def _follow(stream, config: RunConfig, console: Console) -> RunSummary | RunInterrupted:
+    """Print the stream's rounds under a progress bar; return how the run ended."""
     columns = (TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
-    summary = None
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task("rounds", total=config.rounds, status="starting devices")
         for item in stream:
@@ -108,12 +140,15 @@ def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool =
             elif isinstance(item, RoundRecord):
                 progress.console.print(round_line(item))
                 progress.update(bar, advance=1, status=f"loss {item.loss:.3f}")
-            elif isinstance(item, RunFinished):
-                summary = item.summary
-    if summary is not None:
-        print_summary(summary, console)
-    console.print(f"run directory: {run_dir.root.resolve()}")
-    return summary
+            elif isinstance(item, RunWarning):
+                print(f"deft-ray: warning: {item.message}", file=sys.stderr, flush=True)
+            elif isinstance(item, (RunFinished, RunInterrupted)):
+                return item.summary if isinstance(item, RunFinished) else item
+    raise AssertionError("the run's stream ended without a finish")
+
+
+def _signal_name(signum: int | None) -> str:
+    return signal.Signals(signum).name if signum else "signal"
 
 
 def round_line(record: RoundRecord) -> str:
@@ -121,6 +156,9 @@ def round_line(record: RoundRecord) -> str:
             f"{record.measured_latency_s:.3f} s  bottleneck {record.bottleneck_device}  loss {record.loss:.4f}")
     if record.evaluation:
         line += "  " + "  ".join(f"{k} {v:.4f}" for k, v in record.evaluation.items())
+    warnings = [e for e in record.events if e.kind is EventKind.PLANNER_WARNING]
+    if warnings:
+        line += f"  ({len(warnings)} planner warning{'s' * (len(warnings) > 1)})"
     return line
 
 

@@ -22,6 +22,7 @@ from deft_ray.errors import DeftRayError
 from deft_ray.runtime.build import coordinator_for, prepare
 from deft_ray.runtime.coordinator import Coordinator
 from deft_ray.runtime.ledger import RunDirectory
+from deft_ray.runtime.interrupts import StopNow, StopRequest
 from deft_ray.runtime.records import Event, EventKind, RunFinished, RunStarted, RunStreamItem
 from deft_ray.runtime.round_kinds import RoundError
 
@@ -111,21 +112,37 @@ class CoordinatorActor:
         return RunStarted(self.coordinator.rounds_done)
 
     def run(self):
-        yield from self.coordinator.run()
-        yield RunFinished(self.coordinator.summary)
+        yield from _coordinator_stream(self.coordinator)
+
+    def request_stop(self) -> None:
+        """Stop after the round in flight (the actor runs two threads, so this arrives during :meth:`run`)."""
+        self.coordinator.stop_requested.set()
 
 
-def local_stream(config: RunConfig, run_dir: RunDirectory, task: Any, resume: bool) -> Iterator[RunStreamItem]:
-    """A run with its devices in this process."""
-    coordinator = build_local(config, run_dir, task, resume=resume)
-    yield RunStarted(coordinator.rounds_done)
+def _coordinator_stream(coordinator: Coordinator) -> Iterator[RunStreamItem]:
     yield from coordinator.run()
-    yield RunFinished(coordinator.summary)
+    yield coordinator.interrupted or RunFinished(coordinator.summary)
 
 
-def ray_stream(config: RunConfig, run_dir: RunDirectory, task: Any, resume: bool) -> Iterator[RunStreamItem]:
+def local_stream(config: RunConfig, run_dir: RunDirectory, task: Any, resume: bool,
+                 stop: StopRequest | None = None) -> Iterator[RunStreamItem]:
+    """A run with its devices in this process; ``stop`` (set by a signal) ends it after the round in flight."""
+    coordinator = build_local(config, run_dir, task, resume=resume)
+    if stop is not None:
+        coordinator.stop_requested = stop.event
+    yield RunStarted(coordinator.rounds_done)
+    yield from _coordinator_stream(coordinator)
+
+
+#: Seconds between the driver's looks at a signal while it waits for the coordinator actor.
+POLL_S = 0.5
+
+
+def ray_stream(config: RunConfig, run_dir: RunDirectory, task: Any, resume: bool,
+               stop: StopRequest | None = None) -> Iterator[RunStreamItem]:
     """Start (or join) Ray, spawn the coordinator actor on this node (so the run directory is
     written where this process runs) and stream its records, each within the round timeout.
+    When ``stop`` is set, the coordinator is asked to stop after the round in flight.
 
     A bare ``ray.init()`` joins the cluster named by ``RAY_ADDRESS`` (as under ``ray job submit``)
     or starts a local one.
@@ -135,17 +152,25 @@ def ray_stream(config: RunConfig, run_dir: RunDirectory, task: Any, resume: bool
 
     if not ray.is_initialized():
         ray.init(log_to_driver=False)
+        if stop is not None:
+            stop.install()  # ray.init replaced the SIGTERM handler with its own
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-    coordinator = ray.remote(CoordinatorActor).options(num_cpus=0, scheduling_strategy=here, max_restarts=0)
+    coordinator = ray.remote(CoordinatorActor).options(num_cpus=0, scheduling_strategy=here, max_restarts=0,
+                                                       max_concurrency=2)
+    actor = None
     try:
         actor = coordinator.remote(config, str(run_dir.root.resolve()), task, resume)
-        yield ray.get(actor.ready.remote(), timeout=DEVICE_STARTUP_TIMEOUT_S + 600)
+        yield _wait_get(actor.ready.remote(), DEVICE_STARTUP_TIMEOUT_S + 600, actor, stop)
         records = actor.run.remote()
         while True:
-            ready, _ = ray.wait([records], timeout=config.round_timeout_s + PLAN_TIMEOUT_S)
-            if not ready:
-                raise RoundError(f"no round finished within round_timeout_s = {config.round_timeout_s:.0f} s; "
-                                 "raise round_timeout_s or check the devices (`ray status`)")
+            waited_s = 0.0
+            _forward_stop(actor, stop)
+            while not ray.wait([records], timeout=POLL_S)[0]:
+                _forward_stop(actor, stop)
+                waited_s += POLL_S
+                if waited_s > config.round_timeout_s + PLAN_TIMEOUT_S:
+                    raise RoundError(f"no round finished within round_timeout_s = {config.round_timeout_s:.0f} s; "
+                                     "raise round_timeout_s or check the devices (`ray status`)")
             try:
                 ref = next(records)
             except StopIteration:
@@ -153,6 +178,30 @@ def ray_stream(config: RunConfig, run_dir: RunDirectory, task: Any, resume: bool
             yield ray.get(ref, timeout=RECORD_TIMEOUT_S)
     except ray.exceptions.RayError as error:
         raise unwrap_ray_error(error) from None
+    except StopNow:
+        if actor is not None:
+            ray.kill(actor)
+        raise
+
+
+def _wait_get(ref, timeout_s: float, actor, stop: StopRequest | None):
+    """``ray.get(ref)`` within ``timeout_s``, looking at ``stop`` every :data:`POLL_S`."""
+    import ray
+
+    waited_s = 0.0
+    while not ray.wait([ref], timeout=POLL_S)[0]:
+        waited_s += POLL_S
+        if waited_s > timeout_s:
+            raise RoundError(f"the coordinator did not start within {timeout_s:.0f} s (set DEFT_RAY_STARTUP_TIMEOUT_S)")
+    result = ray.get(ref, timeout=RECORD_TIMEOUT_S)
+    _forward_stop(actor, stop)
+    return result
+
+
+def _forward_stop(actor, stop: StopRequest | None) -> None:
+    if stop is not None and stop.requested and not stop.forwarded:
+        actor.request_stop.remote()
+        stop.forwarded = True
 
 
 def unwrap_ray_error(error: BaseException) -> BaseException:
@@ -176,10 +225,13 @@ class RayPlanner:
         self.handle = handle
 
     def plan(self, instance, round_idx):
+        return self.plan_round(instance, round_idx).plan
+
+    def plan_round(self, instance, round_idx):
         import ray
 
         try:
-            return ray.get(self.handle.plan.remote(instance, round_idx), timeout=PLAN_TIMEOUT_S)
+            return ray.get(self.handle.plan_round.remote(instance, round_idx), timeout=PLAN_TIMEOUT_S)
         except ray.exceptions.RayTaskError as error:
             cause = unwrap_ray_error(error)
             raise cause if cause is not error else error from None

@@ -209,6 +209,9 @@ class ReliabilityConfig:
     recomputed on another device (empty: wait for every upload)."""
     checkpoint_every: NonNegativeWhole = 10
     """Write a checkpoint every this many rounds (and after the last round); 0 turns them off."""
+    max_loss_growth: Annotated[Number, Field(gt=1)] | None = 10.0
+    """Stop the run as diverged once a round's training loss exceeds this multiple of the first
+    round's (empty: never). A loss or gradient that is not finite always stops it."""
 
     @model_validator(mode="after")
     def _deadline(self) -> ReliabilityConfig:

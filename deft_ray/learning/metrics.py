@@ -47,6 +47,10 @@ def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
     return score
 
 
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "pearson": (-1.0, 1.0), "spearmanr": (-1.0, 1.0)}
+"""The values each metric can take (a target outside them can never be reached)."""
+
 _METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": lambda predictions, labels: np.mean(predictions == labels),
     "f1": _f1,

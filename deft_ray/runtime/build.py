@@ -161,4 +161,5 @@ def coordinator_for(config: RunConfig, prepared: Prepared, pool: DevicePool, pla
 
         path, checkpoint = load_resumable(run_dir, config)
         restore_run(coordinator, checkpoint, path)
+        run_dir.write_config(config)  # only now: a refused resume leaves the run's files as they were
     return coordinator

@@ -79,6 +79,7 @@ def save_checkpoint(folder: str | Path, checkpoint: Checkpoint) -> Path:
 
     Raises:
         CheckpointError: a checkpoint of that round already exists (it is kept as is).
+        OSError: the folder cannot be written (no temporary file is left).
     """
     import torch
 
@@ -94,11 +95,15 @@ def save_checkpoint(folder: str | Path, checkpoint: Checkpoint) -> Path:
     payload = buffer.getvalue()
     header = f"{FORMAT} sha256={hashlib.sha256(payload).hexdigest()}\n".encode()
     temporary = folder / f".{path.name}.tmp-{os.getpid()}"
-    with open(temporary, "wb") as file:
-        file.write(header + payload)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as file:
+            file.write(header + payload)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+        raise
     directory = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(directory)
@@ -255,5 +260,6 @@ def restore_run(coordinator: Coordinator, checkpoint: Checkpoint, path: Path) ->
         raise CheckpointError(f"checkpoint {path} is of round {checkpoint.round_idx} but the ledger holds "
                               f"{len(coordinator.records)} rounds before it; the run directory was altered")
     coordinator.next_round = checkpoint.round_idx + 1
+    coordinator.guard.first_loss = coordinator.records[0].loss if coordinator.records else None
     coordinator.pending_events.append(Event(kind=EventKind.RESUMED, checkpoint=str(path),
                                             after_round=checkpoint.round_idx, devices_left=len(coordinator.specs)))

@@ -10,6 +10,7 @@ policy (:mod:`deft_ray.runtime.recovery`); checkpoints are written and restored 
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -19,13 +20,14 @@ import numpy as np
 from deft_ray.config import RunConfig
 from deft_ray.edge.devices import DeviceSpec
 from deft_ray.edge.instances import round_instance
-from deft_ray.errors import InfeasibleError
+from deft_ray.errors import DeftRayError, InfeasibleError
 from deft_ray.learning.validation import ValidationSet, evaluate_adapter
 from deft_ray.planners import BlockCost, Instance, Plan
 from deft_ray.runtime.dispatch import DevicePool, PlannerLike
 from deft_ray.runtime.ledger import RunDirectory
+from deft_ray.runtime.divergence import DivergenceError, DivergenceGuard
 from deft_ray.runtime.records import (BlockUpload, DeviceRound, DeviceStatus, Event, EventKind, Phase, RoundRecord,
-                                      RunSummary)
+                                      RunInterrupted, RunSummary, RunWarning)
 from deft_ray.runtime.recovery import CoverageError, FailureDecision, RecoveryPolicy
 from deft_ray.runtime.round_kinds import RoundKind
 
@@ -66,6 +68,11 @@ class Coordinator:
         """Batches for the head when it is trained at the server (``head_with: server``)."""
         self.rng = np.random.default_rng(config.seed)
         self.optimizer = config.optimizer.build(list(model.named_trainable_parameters().values()))
+        self.guard = DivergenceGuard(max_loss_growth=config.reliability.max_loss_growth, lr=config.optimizer.lr)
+        self.stop_requested = threading.Event()
+        """Set from outside (a signal at the driver): stop after the round in flight."""
+        self.interrupted: RunInterrupted | None = None
+        """Set when the run stopped on :attr:`stop_requested` before its last round."""
         self.emulated_time_s = 0.0
         self.next_round = 1
         self.pending_events: list[Event] = list(events)
@@ -78,36 +85,72 @@ class Coordinator:
         self._failed_this_round: set[str] = set()
 
     # ------------------------------------------------------------------------------ the run
-    def run(self) -> Iterator[RoundRecord]:
-        """Run every round, yielding each record as it is written and checkpointing every
+    def run(self) -> Iterator[RoundRecord | RunWarning]:
+        """Run every round, yielding each record as it is written, checkpointing every
         ``reliability.checkpoint_every`` rounds; then save the adapter, summary and plots.
 
-        Raises:
-            CoverageError: the surviving devices cannot cover the blocks; a checkpoint of the last
-                completed round is written first, the unfinished round's events go to
-                ``stop.json``, and the message says how to resume.
-        """
-        from deft_ray.runtime.checkpoint import save_run_checkpoint
+        A checkpoint that cannot be written is a ``checkpoint_failed`` event and a
+        :class:`RunWarning`; the run goes on. When :attr:`stop_requested` is set, the run stops
+        after the round in flight with a checkpoint of it and sets :attr:`interrupted`.
 
-        every = self.config.reliability.checkpoint_every
+        Raises:
+            CoverageError: the surviving devices cannot cover the blocks.
+            DivergenceError: the training loss or a gradient is not finite, or the loss grew past
+                ``reliability.max_loss_growth``.
+            Either way a checkpoint of the last completed round is written first, the unfinished
+            round's events go to ``stop.json``, and the message says what to do.
+        """
+        every, reached = self.config.reliability.checkpoint_every, False
         for round_idx in range(self.next_round, self.config.rounds + 1):
+            if self.stop_requested.is_set():
+                break
             try:
                 record = self.run_round(round_idx)
-            except CoverageError as error:
-                path = save_run_checkpoint(self, round_idx - 1, at_round_start=True)
-                self.run_dir.write_stop(round_idx, str(error), self.round_events)
-                raise CoverageError(f"{error} The run stopped after round {round_idx - 1}"
-                                    + (f"; checkpoint {path}. Resume with `deft-ray run --resume "
-                                       f"{self.run_dir.root}` once devices are back (with "
-                                       "`--on-device-failure restart` the failed ones are started again)"
-                                       if path else "; there is no checkpoint of it (no round completed)")) from None
+            except (CoverageError, DivergenceError) as error:
+                raise self._stopped(error, round_idx) from None
             yield record
             reached = self.meets_target(record)
-            if every and (round_idx % every == 0 or round_idx == self.config.rounds or reached):
-                save_run_checkpoint(self, round_idx)
+            last = round_idx == self.config.rounds or reached
+            if (every and (round_idx % every == 0 or last)) or (self.stop_requested.is_set() and not last):
+                yield from self._checkpoint(round_idx)
             if reached:
                 break
+        if self.stop_requested.is_set() and self.rounds_done < self.config.rounds and not reached:
+            from deft_ray.runtime.checkpoint import checkpoint_path
+
+            path = checkpoint_path(self.run_dir.checkpoints_dir, self.rounds_done)
+            self.interrupted = RunInterrupted(self.rounds_done, str(path) if path.is_file() else None)
+            return
         self.summary = self.finish()
+
+    def _checkpoint(self, round_idx: int) -> Iterator[RunWarning]:
+        from deft_ray.runtime.checkpoint import save_run_checkpoint
+
+        try:
+            save_run_checkpoint(self, round_idx)
+        except OSError as error:
+            reason = f"{error.strerror or error}: {error.filename}" if error.filename else str(error.strerror or error)
+            self.pending_events.append(Event(kind=EventKind.CHECKPOINT_FAILED, detail=f"round {round_idx}",
+                                             error=reason))
+            yield RunWarning(f"the checkpoint of round {round_idx} could not be written ({reason}); the run goes on, "
+                             "and a resume would start from the checkpoint before it")
+
+    def _stopped(self, error: DeftRayError, round_idx: int) -> DeftRayError:
+        """``error`` with what was kept: a checkpoint of the last completed round, and ``stop.json``."""
+        from deft_ray.runtime.checkpoint import save_run_checkpoint
+
+        try:
+            path = save_run_checkpoint(self, round_idx - 1, at_round_start=True)
+        except OSError as write_error:
+            path, kept = None, f"; its checkpoint could not be written ({write_error.strerror})"
+        else:
+            kept = f"; checkpoint {path}" if path else "; there is no checkpoint of it (no round completed)"
+        self.run_dir.write_stop(round_idx, str(error), self.round_events)
+        message = f"{error} The run stopped after round {round_idx - 1}{kept}"
+        if isinstance(error, CoverageError) and path:
+            message += (f". Resume with `deft-ray run --resume {self.run_dir.root}` once devices are back (with "
+                        "`--on-device-failure restart` the failed ones are started again)")
+        return type(error)(message)
 
     def meets_target(self, record: RoundRecord) -> bool:
         """Whether the round's evaluation reaches ``target_metric`` (its primary metric)."""
@@ -124,11 +167,12 @@ class Coordinator:
         self.pending_events = []
 
         instance = self.instance_for_round()
-        plan = self._plan(instance, round_idx, what="the round")
+        plan = self._plan(instance, round_idx, events, what="the round")
         outcomes = [self._dispatch(instance, plan, round_idx, events, busy=frozenset())]
         while outcomes[-1].lost_blocks:
             outcomes.append(self._recover(instance, outcomes, round_idx, events))
         uploads = [upload for outcome in outcomes for upload in outcome.accepted]
+        self.guard.check(round_idx, uploads)
         server_batch = self.server_stream.next_batch() if self.model.head_block is not None else None
         loss = self.round_kind.apply(self.model, self.optimizer, uploads, server_batch)
 
@@ -160,12 +204,14 @@ class Coordinator:
         """The planner's view of this round: the live devices' channels drawn from the run's generator."""
         return round_instance(self.config, self.specs, self.profile, self.rng)
 
-    def _plan(self, instance: Instance, round_idx: int, *, what: str) -> Plan:
+    def _plan(self, instance: Instance, round_idx: int, events: list[Event], *, what: str) -> Plan:
         try:
-            return self.planner.plan(instance, round_idx)
+            planned = self.planner.plan_round(instance, round_idx)
         except InfeasibleError as error:
             raise CoverageError(f"round {round_idx}: the {instance.num_devices} devices left cannot cover "
                                 f"{what} with scheme {self.config.scheme!r}: {error}.") from None
+        events.extend(Event(kind=EventKind.PLANNER_WARNING, detail=warning) for warning in planned.warnings)
+        return planned.plan
 
     def _dispatch(self, instance: Instance, plan: Plan, round_idx: int, events: list[Event], *,
                   busy: frozenset[str]) -> _PhaseOutcome:
@@ -222,7 +268,7 @@ class Coordinator:
         if not devices:
             raise CoverageError(f"no device is left to recompute blocks {lost}.")
         sub_instance = dataclasses.replace(instance, blocks=tuple(instance.blocks[n] for n in lost), devices=devices)
-        sub_plan = self._plan(sub_instance, round_idx, what=f"lost blocks {lost}")
+        sub_plan = self._plan(sub_instance, round_idx, events, what=f"lost blocks {lost}")
         sub_plan = dataclasses.replace(sub_plan, assignment={name: tuple(lost[n] for n in blocks)
                                                              for name, blocks in sub_plan.assignment.items()})
         events.append(Event(kind=EventKind.REPLANNED, blocks=tuple(lost), assignment=dict(sub_plan.assignment),

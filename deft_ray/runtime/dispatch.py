@@ -63,4 +63,9 @@ class DevicePool(Protocol):
 
 
 class PlannerLike(Protocol):
-    def plan(self, instance: Instance, round_idx: int) -> Plan: ...
+    def plan(self, instance: Instance, round_idx: int) -> Plan:
+        """The round's plan."""
+
+    def plan_round(self, instance: Instance, round_idx: int) -> Any:
+        """The round's plan with the warnings raised making it (a
+        :class:`~deft_ray.actors.planner.PlannedRound`)."""

@@ -8,14 +8,30 @@ early keeps every round it finished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
+import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from deft_ray.config import RunConfig, dump_config
+from deft_ray.errors import DeftRayError, InputError
 from deft_ray.planners import BlockCost
 from deft_ray.runtime.records import Event, RoundRecord, RunSummary
+
+
+class LedgerError(DeftRayError):
+    """A round's ledger line cannot be written, so the run stops (the rounds before it are kept).
+
+    Example scenario: the disk filled up, or the run directory was made read-only mid-run.
+    """
+
+    exit_code = 1
+
+
+LOCK_NAME = ".lock"
 
 
 class RunDirectory:
@@ -54,12 +70,58 @@ class RunDirectory:
         return (self.config_path.exists() or self.metrics_path.exists()
                 or (self.checkpoints_dir.is_dir() and any(self.checkpoints_dir.iterdir())))
 
+    @contextlib.contextmanager
+    def locked(self, option: str = "--out") -> Iterator[None]:
+        """Hold the directory for one run: a second run on it is refused while this one lives. The
+        lock is the kernel's (``flock``), so a run that crashed holds nothing, whatever file it left.
+
+        Raises:
+            InputError: the folder cannot be made or written, or another run holds it.
+        """
+        import fcntl
+
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(self.root / LOCK_NAME, "a+")
+        except OSError as error:
+            raise _unwritable(option, self.root, error) from None
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise InputError(option, str(self.root), f"is in use by another deft-ray run (pid {holder})",
+                                 "wait for it to end, or choose another folder") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            self._check_writable(option)
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                (self.root / LOCK_NAME).unlink()
+            handle.close()
+
+    def _check_writable(self, option: str) -> None:
+        """Write and remove a probe file, so an unwritable or full folder fails now, not mid-run."""
+        probe = self.root / f".write-probe-{os.getpid()}.tmp"
+        try:
+            with open(probe, "wb") as file:
+                file.write(b"\0" * 4096)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:
+            raise _unwritable(option, self.root, error) from None
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+
     def claim(self, *, overwrite: bool) -> None:
         """Make sure a new run may write here: a folder holding a run is refused, unless
         ``overwrite`` asks to replace it (its files are then removed)."""
         import shutil
-
-        from deft_ray.errors import InputError
 
         if self.root.exists() and not self.root.is_dir():
             raise InputError("--out", str(self.root), "is a file, not a folder", "give a folder for the run")
@@ -75,13 +137,17 @@ class RunDirectory:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def create(self, config: RunConfig, *, resume: bool = False) -> None:
-        """Make the folders, write the resolved config and start an empty ledger (``resume``: keep
-        the ledger, which :meth:`cut_ledger` trims to the checkpoint)."""
+        """Make the folders, write the resolved config and start an empty ledger. ``resume``
+        changes nothing here: the ledger is trimmed (:meth:`cut_ledger`) and the config rewritten
+        (:meth:`write_config`) once the checkpoint is restored."""
         for folder in (self.root, self.checkpoints_dir, self.plots_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        dump_config(config, self.config_path)
         if not resume:
+            self.write_config(config)
             self.metrics_path.write_text("")
+
+    def write_config(self, config: RunConfig) -> None:
+        dump_config(config, self.config_path)
 
     def cut_ledger(self, length_bytes: int) -> list[dict[str, Any]]:
         """Keep the first ``length_bytes`` of ``metrics.jsonl`` (the rounds up to a checkpoint) and
@@ -100,8 +166,29 @@ class RunDirectory:
         return [json.loads(line) for line in data[:length_bytes].decode().splitlines() if line.strip()]
 
     def append(self, record: RoundRecord) -> None:
-        with self.metrics_path.open("a") as ledger:
-            ledger.write(json.dumps(record.to_json()) + "\n")
+        """Append the round's line, whole or not at all.
+
+        Raises:
+            LedgerError: the line cannot be written; the message names the last good checkpoint.
+        """
+        line = (json.dumps(record.to_json()) + "\n").encode()
+        try:
+            size = self.metrics_path.stat().st_size
+            with self.metrics_path.open("ab") as ledger:
+                try:
+                    ledger.write(line)
+                    ledger.flush()
+                except OSError:
+                    ledger.truncate(size)  # no half line
+                    raise
+        except OSError as error:
+            from deft_ray.runtime.checkpoint import latest_checkpoint
+
+            last = latest_checkpoint(self.checkpoints_dir)
+            kept = (f"the last good checkpoint is {last}; resume with `deft-ray run --resume {self.root}` once "
+                    "the folder can be written" if last else "there is no checkpoint to resume from")
+            raise LedgerError(f"round {record.round_idx}: {self.metrics_path} cannot be written "
+                              f"({error.strerror or error}); the run stopped; {kept}") from None
 
     def records(self) -> list[RoundRecord]:
         """The ledger's rounds; a line cut off by a crash at the end is skipped."""
@@ -160,3 +247,9 @@ def read_ledger(path: str | Path) -> list[RoundRecord]:
             raise ValueError(f"{path}: line {line_number} is not a round record ({type(error).__name__}: "
                              f"{error})") from error
     return records
+
+
+def _unwritable(option: str, root: Path, error: OSError) -> InputError:
+    fix = ("free some space or choose a folder on another disk" if error.errno == errno.ENOSPC
+           else "choose a folder you can write")
+    return InputError(option, str(root), f"cannot be written ({error.strerror or error})", fix)

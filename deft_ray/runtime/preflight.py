@@ -50,3 +50,29 @@ def check_memory_budgets(config: RunConfig) -> None:
         profile = load_profile(config.profile)
         instance = round_instance(config, config.device_specs(profile), profile, np.random.default_rng(config.seed))
         solve(instance, config.build_scheme(), seed=config.seed)
+
+
+def check_against_data(config: RunConfig, task) -> None:
+    """Fail before Ray starts on values that could only stall or mislead once the data is known:
+    more devices than training examples, a batch larger than a device's share of the data, or a
+    target the primary metric can never reach."""
+    from deft_ray.learning.metrics import METRIC_RANGES
+    from deft_ray.learning.partition import partition_indices
+
+    labels = np.asarray(task.train["label"])
+    if config.num_devices > len(labels):
+        raise InputError("devices", config.num_devices, f"there are more devices than the {len(labels)} training "
+                         "examples", "use fewer devices, or raise data.max_train_examples")
+    parts = partition_indices(labels, config.num_devices, scheme=config.data.partition,
+                              alpha=config.data.dirichlet_alpha, seed=config.seed)
+    smallest = min(len(part) for part in parts)
+    if config.data.batch_size > smallest:
+        raise InputError("data.batch_size", config.data.batch_size,
+                         f"is larger than the smallest device's share of the training set ({smallest} of "
+                         f"{len(labels)} examples over {config.num_devices} devices)",
+                         f"use at most {smallest}, fewer devices, or more training examples")
+    metric = task.spec.metric_names[0]
+    low, high = METRIC_RANGES.get(metric, (-np.inf, np.inf))
+    if config.target_metric is not None and not low <= config.target_metric <= high:
+        raise InputError("target_metric", config.target_metric, f"{metric} lies in [{low:g}, {high:g}], so the "
+                         "run could never reach it", f"give a target in [{low:g}, {high:g}], or leave it empty")

@@ -91,6 +91,8 @@ class EventKind(str, enum.Enum):
     REPLANNED = "replanned"
     TARGET_REACHED = "target_reached"
     RESUMED = "resumed"
+    CHECKPOINT_FAILED = "checkpoint_failed"
+    PLANNER_WARNING = "planner_warning"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -294,10 +296,12 @@ class RunSummary:
     best_metric: float | None
     events: int
     device_memory: DeviceMemory | None = None
+    trailing_events: tuple[Event, ...] = ()
+    """Events after the last round's ledger line was written (a failed last checkpoint)."""
 
     def to_json(self) -> dict[str, Any]:
         data = {item.name: getattr(self, item.name) for item in fields(self)
-                if item.name not in ("metric", "best_metric", "device_memory")}
+                if item.name not in ("metric", "best_metric", "device_memory", "trailing_events")}
         data["final_evaluation"] = dict(self.final_evaluation) if self.final_evaluation else None
         keys = list(data)
         ordered = {k: data[k] for k in keys[:keys.index("final_evaluation") + 1]}
@@ -306,6 +310,8 @@ class RunSummary:
         if self.device_memory is not None:
             ordered["device_memory"] = {item.name: getattr(self.device_memory, item.name)
                                         for item in fields(self.device_memory)}
+        if self.trailing_events:
+            ordered["trailing_events"] = [event.to_json() for event in self.trailing_events]
         return ordered
 
 
@@ -317,16 +323,33 @@ class RunStarted:
 
 
 @dataclass(frozen=True, slots=True)
+class RunWarning:
+    """Something the driver should print at once, the run going on (a checkpoint not written)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished:
-    """Last item of a run's stream."""
+    """Last item of a finished run's stream."""
 
     summary: RunSummary
 
 
-RunStreamItem = RunStarted | RoundRecord | RunFinished
-"""What a run streams to its driver, in order: one start, a record per round, one finish."""
+@dataclass(frozen=True, slots=True)
+class RunInterrupted:
+    """Last item of a run stopped on request (SIGINT or SIGTERM) after ``rounds_done`` rounds."""
+
+    rounds_done: int
+    checkpoint: str | None
+    """The checkpoint of the last completed round (``None`` when no round completed)."""
+
+
+RunStreamItem = RunStarted | RoundRecord | RunWarning | RunFinished | RunInterrupted
+"""What a run streams to its driver, in order: one start, a record per round (warnings between),
+then a finish or an interruption."""
 
 
 __all__ = ["BlockGradientsOrder", "BlockUpload", "DeviceMemory", "DeviceRound", "DeviceStatus", "Event",
-           "EventKind", "LocalUpdateOrder", "Phase", "RoundRecord", "RunFinished", "RunStarted",
-           "RunStreamItem", "RunSummary", "WorkOrder"]
+           "EventKind", "LocalUpdateOrder", "Phase", "RoundRecord", "RunFinished", "RunInterrupted", "RunStarted",
+           "RunStreamItem", "RunSummary", "RunWarning", "WorkOrder"]

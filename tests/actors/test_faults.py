@@ -205,6 +205,31 @@ def test_checkpoints_are_never_overwritten(tmp_path):
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
 
 
+# ------------------------------------------------------------------------------ planner warnings
+def test_planner_warnings_become_ledger_events(tiny_bert, tmp_path, tiny_config):
+    import warnings
+
+    from deft_ray.actors.launch import build_local
+    from deft_ray.actors.planner import Planner
+    from deft_ray.planners.jbba import Jbba
+    from deft_ray.runtime.ledger import RunDirectory
+
+    class WarningJbba(Jbba):
+        """JBBA that also warns, as a solver does when it stops short of its tolerance."""
+
+        def allocate(self, instance, *, seed):
+            warnings.warn("dual ascent stopped after its iteration limit", RuntimeWarning, stacklevel=2)
+            return super().allocate(instance, seed=seed)
+
+    coordinator = build_local(tiny_config(tiny_bert, rounds=2, reliability={"checkpoint_every": 0}),
+                              RunDirectory(tmp_path / "run"))
+    coordinator.planner = Planner(WarningJbba(), seed=0)
+    list(coordinator.run())
+    for line in ledger(tmp_path / "run"):
+        warned = [e for e in line["events"] if e["kind"] == "planner_warning"]
+        assert [e["detail"] for e in warned] == ["RuntimeWarning: dual ascent stopped after its iteration limit"]
+
+
 # ------------------------------------------------------------------------------ on Ray
 def test_ray_kill_of_a_device_during_a_round(tiny_bert, tmp_path, ray_local, tiny_config):
     """A device actor killed while it computes: its blocks are re-planned in the same round."""
