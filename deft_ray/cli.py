@@ -110,7 +110,7 @@ def _plan_command(args: argparse.Namespace) -> int:
         instance = Instance.from_json(_read_text(args.instance, "--instance"), source=args.instance)
     else:
         instance = _profile_instance(args.profile, args.devices, args.seed)
-    names = scheme_names() if args.scheme == "all" else [args.scheme]
+    names = scheme_names(aliases=False) if args.scheme == "all" else [args.scheme]
     if args.scheme != "all":
         get_scheme(args.scheme)  # an unknown name fails here, listing the valid ones
     plans, skipped = [], {}

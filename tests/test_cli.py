@@ -29,14 +29,14 @@ def test_plan_all_json_is_a_list_of_every_scheme(capsys):
     code, out, _ = run_cli(capsys, "plan", "--instance", str(EXAMPLES / "small.json"), "--scheme", "all", "--json")
     plans = json.loads(out)
     assert code == 0 and isinstance(plans, list)
-    assert {p["scheme"] for p in plans} >= {"jbba", "crunch", "optimal", "single-device", "random"}
+    assert {p["scheme"] for p in plans} >= {"jbba", "crunch", "exact", "single-device", "random"}
 
 
 def test_plan_all_table_compares_and_skips_what_cannot_run(capsys):
     code, out, _ = run_cli(capsys, "plan", "--instance", str(EXAMPLES / "roberta-base-20dev.json"), "--scheme", "all")
     assert code == 0
     assert "schemes compared" in out and "bottleneck" in out and "1.000x" in out
-    assert "skipped optimal" in out  # 20 devices, 12 blocks: too many matchings to enumerate
+    assert "skipped optimal-sets" in out  # 20 devices, 12 blocks: too many assignments to enumerate
 
 
 @pytest.mark.parametrize("content, argv, message", [
@@ -62,6 +62,23 @@ def test_bad_input_exits_2_with_one_line(tmp_path, content, argv, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert message.format(path=path) in lines[0]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"bandwidth_hz": ' + b"9" * 400 + b"}", "bandwidth_hz"),
+    (b"[" * 200_000, "nests arrays or objects too deeply"),
+    (b'{"bandwidth_hz": NaN, "blocks": [], "devices": []}', "is not a finite number"),
+    (b'{"bandwidth_hz": 1e400, "blocks": [], "devices": []}', "bandwidth_hz"),
+    (b"\xff\xfe{}", "is not UTF-8 text"),
+])
+def test_malformed_files_exit_2_with_one_line(tmp_path, content, message):
+    path = tmp_path / "instance.json"
+    path.write_bytes(content)
+    result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "plan", "--instance", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr and message in lines[0], lines
 
 
 def test_usage_errors_exit_2_on_one_line():

@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from deft_ray.errors import InputError
-from deft_ray.planners.problem import BlockCost, parse_blocks
+from deft_ray.planners import BlockCost, parse_blocks
 
 #: Profiles shipped with the package, by name.
 PACKAGED_PROFILES = ("roberta-base_h200_fp32", "roberta-large_h200_fp32", "minilm-l6_cpu_fp32")

@@ -7,8 +7,7 @@ from typing import Mapping, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from deft_ray.planners import Instance, Plan
-from deft_ray.planners.registry import score
+from deft_ray.planners import Instance, Plan, score
 
 
 def print_plan(instance: Instance, plan: Plan, console: Console | None = None) -> None:

@@ -67,7 +67,7 @@ class SolveTimeSettings:
     """K values (those below N are skipped)."""
     blocks: tuple[int, ...] = (12, 24, 48)
     """N values: a measured profile with N blocks if one is listed, else synthetic blocks."""
-    schemes: tuple[str, ...] = ("crunch", "jbba", "greedy", "depth-unaware", "exact-bisection")
+    schemes: tuple[str, ...] = ("crunch", "jbba", "greedy", "depth-unaware", "exact")
     large_devices: int = 192
     """From this K on, only ``large_seeds`` seeds are timed."""
     large_seeds: int = 10
@@ -83,7 +83,7 @@ class SweepSettings:
     measured_profiles: tuple[str, ...] = ("roberta-base_h200_fp32", "roberta-large_h200_fp32")
     """Profiles solve-time uses for their block count N."""
     schemes: tuple[str, ...] = ("jbba", "crunch", "random", "greedy", "depth-unaware", "depth-unaware-bw", "single-device",
-                                "exact-bisection", "optimal")
+                                "exact")
     population: PopulationSpec = field(default_factory=PopulationSpec)
     """The population at every point; each experiment changes one of its settings."""
     grids: Grids = field(default_factory=Grids)
@@ -215,8 +215,7 @@ def _solve_time_points(settings: SweepSettings, seeds: int, grid: tuple | None, 
                                      replace(settings.population, num_devices=int(k)), timing.schemes, num_seeds))
     console.print(f"[bold]solve-time[/]: N in {list(timing.blocks)} (measured profile where one has N blocks, "
                   f"else synthetic), K in {list(grid or timing.devices)} (K >= N), schemes {', '.join(timing.schemes)}; "
-                  f"{seeds} seeds, {min(seeds, timing.large_seeds)} from K >= {timing.large_devices}; "
-                  "optimal is not timed (exhaustive search)")
+                  f"{seeds} seeds, {min(seeds, timing.large_seeds)} from K >= {timing.large_devices}")
     return points
 
 

@@ -22,10 +22,10 @@ REFERENCE_SCHEME = "jbba"
 
 DPI = 120
 #: A fixed colour per scheme, so every sweep plot reads the same.
-COLORS = {"jbba": "C3", "exact-bisection": "k", "optimal": "C7", "crunch": "C0", "greedy": "C2",
+COLORS = {"jbba": "C3", "exact": "k", "crunch": "C0", "greedy": "C2",
           "depth-unaware": "C1", "random": "C4", "single-device": "C5", "random-bw": "C6",
           "greedy-bw": "C8", "depth-unaware-bw": "C9"}
-STYLES = {"exact-bisection": dict(linestyle=":", marker="x", linewidth=1.5), "jbba": dict(linewidth=2.2),
+STYLES = {"exact": dict(linestyle=":", marker="x", linewidth=1.5), "jbba": dict(linewidth=2.2),
           "crunch": dict(linestyle="--", marker="s", markerfacecolor="none", zorder=3)}
 BLOCK_STYLES = ("-", "--", ":", "-.")
 BLOCK_MARKERS = ("o", "s", "^", "D")

@@ -39,8 +39,7 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
     from deft_ray.learning.lora import LoraSpec
     from deft_ray.learning.model import BlockModel
     from deft_ray.learning.pretrained import default_model_path
-    from deft_ray.planners import BlockCost
-    from deft_ray.planners.problem import make_blocks_monotone
+    from deft_ray.planners import BlockCost, make_blocks_monotone
 
     if device not in ("cpu", "cuda"):
         raise InputError("--device", device, "is not a device", "use cpu or cuda")

@@ -1,4 +1,4 @@
-"""Baseline schemes (PAPER.md section 6, B1-B6), scored with the same cost model as CRUNCH/JBBA.
+"""Baseline schemes (docs/method.md, "Baselines"), scored with the same cost model as CRUNCH/JBBA.
 
 Each matching baseline gives devices the equal share ``B / K`` like ``crunch``; its ``-bw``
 variant keeps the same matching and gives it the optimal (latency-equalising) bandwidth instead,
@@ -15,19 +15,21 @@ from scipy.optimize import linear_sum_assignment
 
 from deft_ray.errors import InfeasibleError
 from deft_ray.planners.bandwidth import optimal_bandwidth_for
+from deft_ray.planners.instance import Instance
 from deft_ray.planners.matching import bottleneck_matching
-from deft_ray.planners.problem import Instance
 from deft_ray.planners.registry import register_scheme
 from deft_ray.planners.scheme import Allocation, Scheme, matching_allocation
 
 
-def equal_shares(instance: Instance) -> np.ndarray:
-    return np.full(instance.num_devices, instance.bandwidth_hz / instance.num_devices)
-
-
 class MatchingBaseline(Scheme):
     """A one-block-per-device baseline: :meth:`match` picks the matching, the bandwidth is the
-    equal share, or optimal for that matching when ``optimize_bandwidth`` is set."""
+    equal share, or optimal for that matching when ``optimize_bandwidth`` is set.
+
+    Problem: P1 (or P2 for the ``-bw`` variants) solved by a rule, not optimally: these are the
+    comparisons of docs/method.md, "Baselines". Guarantee: a feasible matching.
+    Complexity: that of :meth:`match` (O(N K) to O(KN log KN)), plus O(N I) for the ``-bw``
+    bandwidth.
+    """
 
     optimize_bandwidth: ClassVar[bool] = False
 
@@ -36,7 +38,7 @@ class MatchingBaseline(Scheme):
         if self.optimize_bandwidth:
             bandwidth = optimal_bandwidth_for(instance, device_of_block)[1][0]
         else:
-            bandwidth = equal_shares(instance)
+            bandwidth = instance.equal_shares_hz()
         return matching_allocation(device_of_block, bandwidth)
 
     @abstractmethod
@@ -74,7 +76,7 @@ class Greedy(MatchingBaseline):
     summary = "most expensive block to the fastest-computing free device, equal bandwidth shares"
 
     def match(self, instance, rng):
-        rate = instance.channel().rate_bps(equal_shares(instance))
+        rate = instance.channel().rate_bps(instance.equal_shares_hz())
         order = np.lexsort((-rate, instance.compute_scales()))  # by compute scale, then channel
         feasible = instance.memory_feasible()
         free = np.ones(instance.num_devices, dtype=bool)
@@ -98,7 +100,7 @@ class DepthUnaware(MatchingBaseline):
     summary = "offloading-style: every block costed alike, depth ignored, equal bandwidth shares"
 
     def match(self, instance, rng):
-        rate = instance.channel().rate_bps(equal_shares(instance))
+        rate = instance.channel().rate_bps(instance.equal_shares_hz())
         uniform = (instance.compute_scales() * instance.block_compute_s().mean()
                    + instance.block_payload_bits().mean() / rate)
         latency = np.broadcast_to(uniform[:, None], (instance.num_devices, instance.num_blocks))
@@ -129,8 +131,12 @@ class DepthUnawareBw(DepthUnaware):
 @register_scheme
 class SingleDevice(Scheme):
     """B2: conventional fine-tuning on one device: the device that finishes soonest trains every
-    block (compute and memory of its deepest block, DESIGN.md) and uploads all of them with the
-    whole band."""
+    block (compute and memory of its deepest block, docs/method.md "Cost model") and uploads all of
+    them with the whole band. Guarantee: the best single device under that cost. Complexity: O(K N).
+
+    Raises:
+        InfeasibleError: no device holds every block.
+    """
 
     name = "single-device"
     summary = "the strongest device that fits trains every block, with the whole band"

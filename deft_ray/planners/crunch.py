@@ -1,11 +1,14 @@
-"""CRUNCH: optimal block-device matching at given bandwidth (PAPER.md sections 3.1 and 4)."""
+"""CRUNCH: optimal block-device matching at given bandwidth (docs/method.md, "CRUNCH" and
+"Problem 1: block allocation at given bandwidth")."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from deft_ray.errors import InfeasibleError
+from deft_ray.planners.instance import Instance
 from deft_ray.planners.matching import bottleneck_matching
-from deft_ray.planners.problem import Instance, pair_latency_s
+from deft_ray.planners.plan import pair_latency_s
 from deft_ray.planners.registry import register_scheme
 from deft_ray.planners.scheme import Allocation, Scheme, matching_allocation
 
@@ -30,19 +33,21 @@ def crunch_matching(latency_s: np.ndarray, feasible: np.ndarray) -> np.ndarray |
     {0..n}. Feasibility is monotone in T, so a binary search over the sorted candidate latencies
     finds the optimal T*; block j then goes to the device with the j-th largest count.
 
-    Guarantee: exact optimum of P1 (``None`` when no matching exists at any threshold).
+    Guarantee: exact optimum of P1 (``None`` when no matching exists at any threshold); pairs of
+    infinite latency are never used.
     Complexity: O(KN log KN): the sort of the KN candidates, and O(log KN) checks of O(KN) each.
 
     Returns:
         ``device_of_block`` (length N), or ``None`` if infeasible.
     """
     num_blocks = latency_s.shape[1]
+    feasible = feasible & np.isfinite(latency_s)
     memory_count = feasible.sum(axis=1)
     candidates = np.unique(latency_s[feasible])
     need = num_blocks - np.arange(num_blocks)
 
     def counts(threshold_s: float) -> np.ndarray:
-        return np.minimum(memory_count, (latency_s <= threshold_s).sum(axis=1))
+        return np.minimum(memory_count, ((latency_s <= threshold_s) & feasible).sum(axis=1))
 
     def matchable(threshold_s: float) -> bool:
         top = np.sort(counts(threshold_s))[::-1][:num_blocks]
@@ -61,29 +66,41 @@ def crunch_matching(latency_s: np.ndarray, feasible: np.ndarray) -> np.ndarray |
     return order[:num_blocks]
 
 
+def best_bottleneck_matching(latency_s: np.ndarray, feasible: np.ndarray) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """The optimal bottleneck matching of ``latency_s`` by the fastest exact method: CRUNCH's
+    counting check where the matrix is depth-monotone (:func:`is_depth_monotone`), the generic
+    bipartite-matching check (:func:`~deft_ray.planners.matching.bottleneck_matching`) otherwise,
+    which the notes then say. ``None`` when no matching of finite latency exists."""
+    if is_depth_monotone(latency_s, feasible):
+        return crunch_matching(latency_s, feasible), ()
+    return bottleneck_matching(latency_s, feasible), (
+        ("latency is not monotone in depth (block payloads differ); CRUNCH used a bipartite-matching check "
+         "instead of counting"),)
+
+
 @register_scheme
 class Crunch(Scheme):
-    """CRUNCH with every device given the fixed share ``bandwidth_hz / K`` (PAPER.md A9).
+    """CRUNCH with every device given the fixed share ``bandwidth_hz / K`` (docs/method.md, "CRUNCH").
 
-    Depth-aware and optimal for the matching at that bandwidth; the bandwidth is not optimised.
-    When the payloads differ so much between blocks that latency is no longer monotone in depth,
-    the counting check does not hold, and the same threshold search runs with a bipartite
-    matching check instead (still exact; said in the diagnostics).
+    Problem: P1 at equal shares. Depth-aware and optimal for the matching at that bandwidth; the
+    bandwidth is not optimised. When the payloads differ so much between blocks that latency is no
+    longer monotone in depth, the counting check does not hold, and the same threshold search runs
+    with a bipartite matching check instead (still exact; said in the diagnostics).
+
+    Guarantee: the exact optimum of P1 at equal shares.
+    Complexity: O(KN log KN).
+
+    Raises:
+        InfeasibleError: no matching of finite latency exists.
     """
 
     name = "crunch"
     summary = "optimal depth-aware matching (CRUNCH) at equal bandwidth shares B/K"
 
     def allocate(self, instance: Instance, *, seed: int) -> Allocation:
-        share = np.full(instance.num_devices, instance.bandwidth_hz / instance.num_devices)
-        latency = pair_latency_s(instance, share)
-        feasible = instance.memory_feasible()
-        notes: tuple[str, ...] = ()
-        if is_depth_monotone(latency, feasible):
-            device_of_block = crunch_matching(latency, feasible)
-        else:
-            device_of_block = bottleneck_matching(latency, feasible)
-            notes = ("latency is not monotone in depth (block payloads differ); CRUNCH used a "
-                     "bipartite-matching check instead of counting",)
-        assert device_of_block is not None, "feasibility was checked before planning"
+        share = instance.equal_shares_hz()
+        device_of_block, notes = best_bottleneck_matching(pair_latency_s(instance, share), instance.memory_feasible())
+        if device_of_block is None:
+            raise InfeasibleError("crunch: no matching finishes every block in finite time at equal shares; "
+                                  "some devices' rates are too low; add devices or bandwidth")
         return matching_allocation(device_of_block, share, notes)

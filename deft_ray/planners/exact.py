@@ -1,7 +1,6 @@
-"""Exact solvers of the joint problem P2 (PAPER.md section 6, B7): ground truth for JBBA.
+"""Exact solvers (docs/method.md, "The exact solver"): the ground truth for JBBA and multiblock.
 
-- ``optimal``: every matching, each with its optimal bandwidth; for small instances.
-- ``exact-bisection``: the joint optimum at any size, by bisection on the round latency.
+- ``exact`` (aliases ``exact-bisection``, ``optimal``): the joint optimum of P2 at any size.
 - ``optimal-sets``: every assignment of blocks to devices when a device may take several blocks
   (the ground truth for ``multiblock``); for small instances.
 """
@@ -9,94 +8,97 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-from deft_ray.errors import TooLargeError
-from deft_ray.planners.bandwidth import bandwidth_needed_hz, optimal_bandwidth_for
-from deft_ray.planners.matching import MAX_ENUMERATED_MATCHINGS, bottleneck_matching, enumerate_matchings
-from deft_ray.planners.multiblock import check_every_block_fits, equalize_sets, set_costs
-from deft_ray.planners.problem import Instance, pair_latency_s
+from deft_ray.errors import InfeasibleError, TooLargeError
+from deft_ray.planners.bandwidth import (
+    bandwidth_needed_hz,
+    cheapest_matching,
+    optimal_bandwidth_for,
+)
+from deft_ray.planners.crunch import best_bottleneck_matching
+from deft_ray.planners.feasibility import check_every_block_fits
+from deft_ray.planners.instance import Instance
+from deft_ray.planners.matching import MAX_ENUMERATED_MATCHINGS
+from deft_ray.planners.multiblock import equalize_sets, set_costs
+from deft_ray.planners.plan import pair_latency_s
 from deft_ray.planners.registry import register_scheme
 from deft_ray.planners.scheme import Allocation, Scheme, matching_allocation
 
-
-@register_scheme
-class Optimal(Scheme):
-    """Exact joint optimum of P2 by exhaustive search: every feasible matching, each with its
-    optimal (latency-equalising) bandwidth. For small instances only (K!/(K-N)! <= 200,000).
-
-    Complexity: O(K!/(K-N)! * N * I).
-    """
-
-    name = "optimal"
-    summary = "exact joint optimum by enumerating every matching (small instances only)"
-
-    def allocate(self, instance: Instance, *, seed: int) -> Allocation:
-        matchings = enumerate_matchings(instance.memory_feasible())
-        latency, bandwidth = optimal_bandwidth_for(instance, matchings)
-        best = int(np.argmin(latency))
-        return matching_allocation(matchings[best], bandwidth[best],
-                                   (f"enumerated {len(matchings)} feasible matchings",))
+#: Relative bandwidth saving below which a cheaper assignment is taken as no improvement.
+_SAVING_TOLERANCE = 1e-10
 
 
 @register_scheme
-class ExactBisection(Scheme):
+class Exact(Scheme):
     """Exact joint optimum of P2 at any size (deft-ray's addition to the paper's methods).
 
-    For a target round latency T, device k can train block n by T iff it gets at least
-    ``need_kn(T)`` of bandwidth, the bandwidth that makes ``compute_kn + payload_n / R_k(B) = T``
-    (infinite if T <= compute_kn or beyond capacity, or if memory forbids the pair). So T is
-    achievable iff the minimum-sum assignment of ``need(T)`` (Hungarian method) fits in the total
-    bandwidth. Every ``need_kn`` falls as T grows, so achievability is monotone in T, and a
-    bisection between a lower bound and CRUNCH's equal-share latency finds the optimum; the final
-    matching gets its equalising bandwidth.
+    Problem (P2, docs/method.md "Problem 2: joint block and bandwidth allocation"): choose the
+    matching and the shares ``B_k`` (summing to at most ``B``) minimising the round latency ``T``.
 
-    Guarantee: the optimum of P2 to a relative tolerance of 1e-9 in T.
-    Complexity: O(log(1/tol) * N^2 K).
+    Method: for a target ``T``, device k can train block n by ``T`` iff it gets at least
+    ``need_kn(T)``, the bandwidth that makes ``compute_kn + payload_n / R_k(B) = T`` (infinite if
+    ``T <= compute_kn``, beyond capacity, or if memory forbids the pair), and every ``need_kn``
+    falls as ``T`` grows. Start from CRUNCH's equal-share matching with its optimal
+    (latency-equalising) bandwidth, at latency ``T_0``. At the current matching's latency ``T_i``
+    its needs sum to ``B``; the minimum-sum assignment of ``need(T_i)`` (Hungarian method) either
+    sums to ``B`` too, and then no matching reaches any ``T < T_i`` (its needs would all be larger),
+    so ``T_i`` is optimal; or it sums to less, and its own equalising bandwidth gives a strictly
+    smaller ``T_{i+1}``. Each step is a Newton-like (Dinkelbach) step on ``T``, so a handful of
+    Hungarian solves reach the optimum, where bisection needs about 30.
+
+    Pruning: only pairs with ``compute_kn < T_i`` can serve, and for each block only its N devices
+    of smallest need can matter (among them at least one is free of the other N - 1 blocks, and
+    moving the block there never raises the sum), so each Hungarian solve has at most N^2 columns.
+
+    Guarantee: the optimum of P2, to a relative 1e-10 in bandwidth (about 1e-10 in ``T``).
+    Complexity: O(S (K N I + N^3)) for S steps (typically 2-5), I Newton steps of the bandwidth
+    inverse; O(KN log KN) for the CRUNCH start.
+
+    Raises:
+        InfeasibleError: no matching finishes every block in finite time.
     """
 
-    name = "exact-bisection"
-    summary = "exact joint optimum at any size: bisection on T with a min-sum bandwidth assignment"
+    name = "exact"
+    aliases = ("exact-bisection", "optimal")
+    summary = "exact joint optimum at any size: Newton steps on T with a pruned min-sum bandwidth assignment"
 
-    def __init__(self, *, relative_tolerance: float = 1e-9):
-        self.relative_tolerance = relative_tolerance
+    def __init__(self, *, max_steps: int = 1000):
+        self.max_steps = max_steps
 
     def allocate(self, instance: Instance, *, seed: int) -> Allocation:
+        num_blocks, total_hz = instance.num_blocks, instance.bandwidth_hz
         compute = instance.compute_matrix_s()
         feasible = instance.memory_feasible()
-        payload = np.broadcast_to(instance.block_payload_bits()[None, :], compute.shape)
-        channel = instance.channel().take(np.arange(instance.num_devices)[:, None])
-        infinite_need = 1e6 * instance.bandwidth_hz
+        payload = instance.block_payload_bits()
+        channel = instance.channel()
+        blocks = np.arange(num_blocks)
 
-        def cheapest_matching(target_s: float) -> tuple[float, np.ndarray]:
-            need = np.where(feasible, bandwidth_needed_hz(channel, compute, payload, target_s), np.inf)
-            need = np.minimum(need, infinite_need)
-            blocks, devices = linear_sum_assignment(need.T)
-            return float(need.T[blocks, devices].sum()), devices
-
-        share = np.full(instance.num_devices, instance.bandwidth_hz / instance.num_devices)
-        equal = pair_latency_s(instance, share)
-        start = bottleneck_matching(equal, feasible)
-        high = float(equal[start, np.arange(instance.num_blocks)].max())
-        low = float(np.where(feasible, compute, np.inf).min(axis=0).max())
-        best = cheapest_matching(high)[1]
-        while high - low > self.relative_tolerance * high:
-            middle = 0.5 * (low + high)
-            total_hz, devices = cheapest_matching(middle)
-            if total_hz <= instance.bandwidth_hz:
-                high, best = middle, devices
-            else:
-                low = middle
-        _, bandwidth = optimal_bandwidth_for(instance, best)
-        return matching_allocation(best, bandwidth[0])
+        start, _ = best_bottleneck_matching(pair_latency_s(instance, instance.equal_shares_hz()), feasible)
+        if start is None:
+            raise InfeasibleError("exact: no matching finishes every block in finite time; add devices or bandwidth")
+        latency, bandwidth = optimal_bandwidth_for(instance, start)
+        best_s, best, best_bandwidth = float(latency[0]), start, bandwidth[0]
+        steps = 0
+        for steps in range(1, self.max_steps + 1):
+            match = cheapest_matching(channel, compute, feasible, payload, best_s, total_hz)
+            if match is None:
+                break
+            need = bandwidth_needed_hz(channel.take(match), compute[match, blocks], payload, best_s).sum()
+            if not need < total_hz * (1 - _SAVING_TOLERANCE):
+                break
+            latency, bandwidth = optimal_bandwidth_for(instance, match)
+            if not latency[0] < best_s:
+                break
+            best_s, best, best_bandwidth = float(latency[0]), match, bandwidth[0]
+        return matching_allocation(best, best_bandwidth, (f"exact: optimum after {steps} assignment step(s)",))
 
 
 @register_scheme
 class OptimalSets(Scheme):
     """Exact optimum when a device may train several blocks, by exhaustive search.
 
-    Problem: that of ``multiblock`` (PAPER.md section 9, A3; a set costs its lowest block's compute
-    and memory and the sum of its payloads, DESIGN.md "Measured facts"). Every assignment of the N
+    Problem: that of ``multiblock`` (docs/method.md, "Multiblock": a set costs its lowest block's
+    compute and memory and the sum of its payloads). Every assignment of the N
     blocks to the K devices (K^N of them, a device may take none) whose sets fit in memory gets its
     optimal (latency-equalising) bandwidth, and the best is returned. Assignments are enumerated in
     chunks; one that needs more than the whole band at the best latency found so far cannot beat it,

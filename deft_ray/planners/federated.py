@@ -3,10 +3,10 @@
 These are not DEFT schemes: no block is split off to a device. Each device that can hold the whole
 adapter runs ``E`` local optimizer steps over every block (all LoRA layers and the classification
 head) and uploads the trained weights' change; the server averages the uploads. They share the
-harness, the cost model and :func:`~deft_ray.planners.problem.evaluate` with CRUNCH and JBBA, so
+harness, the cost model and :func:`~deft_ray.planners.plan.evaluate` with CRUNCH and JBBA, so
 the ledger compares a DEFT round with a federated round on the same devices and channel.
 
-Cost model (DESIGN.md, "Measured facts"): training a set of blocks costs what its lowest block
+Cost model (docs/method.md, "Federated baselines" and "Multiblock"): training a set of blocks costs what its lowest block
 costs, so one local step over all blocks takes ``compute_scale * compute_s_0`` and needs
 ``memory_bytes_0``; ``E`` steps take ``E`` times that. The upload is the sum of the trained
 blocks' payloads. The plan lists every block under every participating device, and is scored with
@@ -21,7 +21,7 @@ import numpy as np
 
 from deft_ray.errors import InfeasibleError, InputError
 from deft_ray.planners.bandwidth import equalize_bandwidth
-from deft_ray.planners.problem import Instance
+from deft_ray.planners.instance import Instance
 from deft_ray.planners.registry import register_scheme
 from deft_ray.planners.scheme import Allocation, Scheme
 
@@ -41,7 +41,9 @@ class FedAvg(Scheme):
 
     The bandwidth split is optimal for that fixed participation
     (:func:`~deft_ray.planners.bandwidth.equalize_bandwidth`): every participant finishes at the
-    same time and the shares sum to ``B``.
+    same time and the shares sum to ``B`` (docs/method.md, "Federated baselines").
+
+    Guarantee: the optimal round latency for that participation.
 
     Complexity: O(K N) to build the cost instance and check memory, plus O(K I) for the bandwidth
     root search (I ~ 10-40 iterations).
@@ -103,8 +105,8 @@ class FedAvg(Scheme):
         if not absent:
             return ()
         names = [instance.devices[k].name for k in absent]
-        return (f"{self.name}: {len(absent)} device(s) sit out, their memory is below the {needed:.4g} bytes "
-                f"the whole adapter needs: {', '.join(names)}",)
+        return ((f"{self.name}: {len(absent)} device(s) sit out, their memory is below the {needed:.4g} bytes "
+                 f"the whole adapter needs: {', '.join(names)}"),)
 
 
 @register_scheme

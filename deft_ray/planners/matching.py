@@ -3,22 +3,17 @@
 - :func:`bottleneck_matching`: generic bottleneck assignment (threshold search with a
   Hopcroft-Karp check), for any latency matrix.
 - :func:`milp_matching`: the same problem as a mixed-integer programme in cvxpy (HiGHS).
-- :func:`enumerate_matchings`: every memory-feasible matching of a small instance.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
-import math
 
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 
-from deft_ray.errors import TooLargeError
-
-#: Largest number of matchings :func:`enumerate_matchings` lists.
+#: Largest number of assignments an exhaustive search (``optimal-sets``) enumerates.
 MAX_ENUMERATED_MATCHINGS = 200_000
 
 
@@ -27,9 +22,11 @@ def bottleneck_matching(latency_s: np.ndarray, feasible: np.ndarray) -> np.ndarr
     latency used. Binary search over the sorted candidate latencies; each check is a maximum
     bipartite matching (Hopcroft-Karp, ``scipy.sparse.csgraph``). No structure assumed.
 
+    Pairs of infinite latency are never used.
     Complexity: O(log(KN) * E sqrt(K + N)), E <= KN. Returns ``device_of_block`` or ``None``.
     """
     num_blocks = latency_s.shape[1]
+    feasible = feasible & np.isfinite(latency_s)
     candidates = np.unique(latency_s[feasible])
 
     def matching(threshold_s: float) -> np.ndarray | None:
@@ -86,25 +83,3 @@ def milp_matching(latency_s: np.ndarray, feasible: np.ndarray, *, solver: str = 
         return None
     device_of_block = np.argmax(choose.value, axis=0)
     return float(latency_s[device_of_block, np.arange(latency_s.shape[1])].max()), device_of_block
-
-
-def count_matchings(num_devices: int, num_blocks: int) -> int:
-    """K! / (K - N)!, the number of one-block-per-device matchings."""
-    return math.perm(num_devices, num_blocks)
-
-
-def enumerate_matchings(feasible: np.ndarray, *, limit: int = MAX_ENUMERATED_MATCHINGS) -> np.ndarray:
-    """Every memory-feasible matching as rows of ``device_of_block`` (shape ``(M, N)``).
-
-    Raises:
-        TooLargeError: when K!/(K-N)! exceeds ``limit``.
-    """
-    num_devices, num_blocks = feasible.shape
-    total = count_matchings(num_devices, num_blocks)
-    if total > limit:
-        raise TooLargeError(
-            f"exact enumeration: K={num_devices}, N={num_blocks} has {total:.3g} matchings, above the "
-            f"limit of {limit}; use scheme 'exact-bisection' (exact at any size) or 'jbba'")
-    matchings = np.array(list(itertools.permutations(range(num_devices), num_blocks)), dtype=int)
-    matchings = matchings.reshape(-1, num_blocks)
-    return matchings[feasible[matchings, np.arange(num_blocks)].all(axis=1)]

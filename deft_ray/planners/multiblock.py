@@ -1,11 +1,11 @@
-"""Multi-block planning: a device may train a *set* of blocks (PAPER.md section 9, A3).
+"""Multi-block planning: a device may train a *set* of blocks (docs/method.md, "Multiblock").
 
-The paper's problem P2 (PAPER.md section 3.2) gives each device at most one block, so it needs
-``K >= N`` devices. DESIGN.md ("Measured facts to build on") measured what a set costs: the backward
-pass must reach the set's lowest block anyway, so a device training the block set ``S`` takes
-``compute_scale_k * max_{n in S} compute_s_n`` seconds and ``max_{n in S} memory_bytes_n`` bytes,
-and uploads ``sum_{n in S} payload_bits_n``. Dropping the one-block constraint (C-one, PAPER.md
-section 2.6) gives the problem solved here, for any K and N:
+The paper's problem P2 (docs/method.md, "Problem 2: joint block and bandwidth allocation") gives
+each device at most one block, so it needs ``K >= N`` devices. What a set costs was measured
+(docs/method.md, "Cost model"): the backward pass must reach the set's lowest block anyway, so a
+device training the block set ``S`` takes ``compute_scale_k * max_{n in S} compute_s_n`` seconds
+and ``max_{n in S} memory_bytes_n`` bytes, and uploads ``sum_{n in S} payload_bits_n``. Dropping
+the one-block constraint gives the problem solved here, for any K and N:
 
     min_{S_1..S_K, B_1..B_K}  max_k  compute_scale_k * max_{n in S_k} compute_s_n
                                      + sum_{n in S_k} payload_bits_n / R_k(B_k)
@@ -26,8 +26,13 @@ import numpy as np
 
 from deft_ray.errors import InfeasibleError
 from deft_ray.planners.bandwidth import bandwidth_needed_hz, equalize_bandwidth
+from deft_ray.planners.feasibility import (
+    check_every_block_fits,
+    check_matching_feasible,
+    make_monotone,
+)
+from deft_ray.planners.instance import Instance
 from deft_ray.planners.jbba import Jbba
-from deft_ray.planners.problem import Instance, check_matching_feasible, make_monotone
 from deft_ray.planners.registry import register_scheme
 from deft_ray.planners.scheme import Allocation, Scheme
 
@@ -40,24 +45,6 @@ _SLOPE_STEP = 1e-6
 #: Move kinds: one block to another device, two blocks exchanged, two devices' sets exchanged, one
 #: device's set added to another's.
 _MOVE, _SWAP, _EXCHANGE, _MERGE = range(4)
-
-
-def check_every_block_fits(instance: Instance) -> None:
-    """Raise :class:`InfeasibleError` unless every block fits some device's memory.
-
-    That is the whole feasibility condition when devices may take several blocks: a set needs the
-    memory of its dearest block, so giving each block to a device that holds it is feasible.
-    """
-    memory = instance.block_memory_bytes()
-    budgets = instance.memory_budgets()
-    largest = int(np.argmax(budgets))
-    homeless = np.flatnonzero(memory > budgets[largest])
-    if homeless.size:
-        n = int(homeless[0])
-        raise InfeasibleError(
-            f"blocks[{n}].memory_bytes = {memory[n]:.4g}: no device can hold it; the largest budget is "
-            f"{budgets[largest]:.4g} bytes (device {instance.devices[largest].name!r}); raise a device's "
-            f"memory_bytes to at least {memory[n]:.4g}")
 
 
 def set_costs(instance: Instance, device_of_block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -107,9 +94,9 @@ def equalize_sets(instance: Instance, compute_s: np.ndarray, payload_bits: np.nd
 class MultiBlock(Scheme):
     """Joint block-set and bandwidth allocation when a device may train several blocks.
 
-    Problem: the module docstring's (P2 without the one-block constraint, PAPER.md sections 3.2 and
-    9/A3, with DESIGN.md's measured set costs: a set costs its lowest block's compute and memory,
-    its payloads add). It works for any K and N, ``K < N`` included.
+    Problem: the module docstring's (P2 without the one-block constraint, with the measured set
+    costs of docs/method.md "Cost model": a set costs its lowest block's compute and memory, its
+    payloads add). It works for any K and N, ``K < N`` included.
 
     Method: multi-start local search. Starts: JBBA's matching (when ``K >= N`` and a matching
     exists), a greedy that places blocks from block 0 (the dearest) upward, each on the device that
@@ -174,7 +161,7 @@ class MultiBlock(Scheme):
         return Allocation(blocks_of_device=blocks_of_device, bandwidth_hz=np.asarray(best.bandwidth_hz, dtype=float),
                           diagnostics=(f"multiblock: best from the {best_name} start; " + "; ".join(notes),))
 
-    def _starts(self, instance: Instance, search: "_LocalSearch",
+    def _starts(self, instance: Instance, search: _LocalSearch,
                 rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         """Starting assignments by name, with their bandwidth where it is already known."""
         starts: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 import numpy as np
 
-from deft_ray.planners.problem import Instance
+from deft_ray.planners.instance import Instance
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +29,16 @@ class Scheme(ABC):
     ``one_block_per_device`` (whether it solves the paper's matching, where each device takes at
     most one block so ``K >= N`` is needed) and ``replicates_blocks`` (whether several devices train
     the same block, as in federated learning), and implements :meth:`allocate`. The instance it
-    gets is already monotone in depth (:func:`~deft_ray.planners.problem.make_monotone`), mapped
-    through :meth:`cost_instance`, and feasible for the matching when ``one_block_per_device`` is
+    gets is already monotone in depth (:func:`~deft_ray.planners.feasibility.make_monotone`), mapped
+    through :meth:`cost_instance`, without devices that cannot finish a block in finite time, and
+    feasible for the matching when ``one_block_per_device`` is
     set.
     """
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    """Old names the registry also accepts for this scheme."""
     one_block_per_device: ClassVar[bool] = True
     replicates_blocks: ClassVar[bool] = False
     trains_lora_a: ClassVar[bool] = True

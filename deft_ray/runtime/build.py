@@ -17,8 +17,7 @@ from deft_ray.edge.clock import Clock
 from deft_ray.edge.devices import DeviceSpec
 from deft_ray.errors import InputError
 from deft_ray.learning.validation import ValidationSet
-from deft_ray.planners import BlockCost, Scheme
-from deft_ray.planners.problem import make_blocks_monotone
+from deft_ray.planners import BlockCost, Scheme, make_blocks_monotone
 from deft_ray.runtime.coordinator import Coordinator
 from deft_ray.runtime.dispatch import DevicePool, PlannerLike
 from deft_ray.runtime.ledger import RunDirectory

@@ -3,10 +3,11 @@ import itertools
 import numpy as np
 import pytest
 
-from deft_ray.planners import solve
+from deft_ray.planners import pair_latency_s, solve
 from deft_ray.planners.crunch import crunch_matching, is_depth_monotone
 from deft_ray.planners.matching import bottleneck_matching, milp_matching
-from deft_ray.planners.problem import pair_latency_s
+
+from .populations import paper_population, synthetic_blocks
 
 
 def brute_force_bottleneck(latency, feasible):
@@ -32,8 +33,6 @@ def test_crunch_equals_brute_force_on_every_small_instance(monotone_random_insta
         expected = brute_force_bottleneck(latency, feasible)
         plan = solve(instance, "crunch")
         assert plan.round_latency_s == pytest.approx(expected, rel=1e-12)
-        assert set(plan.assignment) <= set(instance.device_names)
-        assert sorted(b for blocks in plan.assignment.values() for b in blocks) == list(range(instance.num_blocks))
         checked += 1
     assert checked >= 300
 
@@ -76,6 +75,8 @@ def test_unequal_payloads_fall_back_to_matching_check():
     latency = np.array([[1.0, 3.0], [2.0, 0.5], [4.0, 4.0]])  # row 0 rises with depth
     feasible = np.ones_like(latency, dtype=bool)
     assert not is_depth_monotone(latency, feasible)
+    assert is_depth_monotone(np.array([[3.0, 1.0], [2.0, 2.0], [5.0, 0.5]]), feasible)
+    assert not is_depth_monotone(np.array([[3.0, 1.0]]), np.array([[True, False]]))  # memory not a suffix
     assert latency[bottleneck_matching(latency, feasible), [0, 1]].max() == brute_force_bottleneck(latency, feasible)
 
 
@@ -94,10 +95,8 @@ def latency_greedy(latency, feasible):
 def test_latency_greedy_is_a_second_exact_oracle(monotone_random_instances):
     """With latency monotone in depth and nested memory sets, the latency greedy is exact (see
     Greedy's docstring), so it must reach CRUNCH's bottleneck on every instance, at any size."""
-    from deft_ray.edge.scenario import PopulationSpec, random_instance, synthetic_blocks
-
     rng = np.random.default_rng(9)
-    large = [random_instance(synthetic_blocks(12, rng), PopulationSpec(num_devices=k), rng) for k in (12, 40, 100)]
+    large = [paper_population(synthetic_blocks(12, rng), k, rng) for k in (12, 40, 100)]
     for instance in [*monotone_random_instances, *large]:
         latency, feasible = equal_share_problem(instance)
         if not is_depth_monotone(latency, feasible):

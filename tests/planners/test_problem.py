@@ -1,13 +1,17 @@
 import json
-import math
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 from deft_ray.errors import InfeasibleError, InputError
-from deft_ray.planners import Instance, Plan, evaluate, make_monotone
-from deft_ray.planners.problem import Channel, check_matching_feasible
+from deft_ray.planners import (
+    Instance,
+    Plan,
+    check_matching_feasible,
+    evaluate,
+    make_monotone,
+    solve,
+)
 
 from .conftest import make_device, make_instance
 
@@ -54,20 +58,6 @@ def test_bad_instances_name_field_and_value(overrides, match):
 def test_malformed_json_says_where():
     with pytest.raises(InputError, match=r"instance line 1 column 22 = .*: not valid JSON"):
         Instance.from_json('{"bandwidth_hz": 1e7,,}')
-
-
-def test_shannon_rate_limits_and_inverse():
-    gamma = 0.2 * 1e-11 / 3.98e-21
-    channel = Channel(spectral_efficiency=np.array([np.nan, 3.0]), snr_hz=np.array([gamma, np.nan]))
-    assert channel.rate_bps(np.array([1e-9, 1e-9]))[0] < 1e-5  # R -> 0 as B -> 0
-    capacity = gamma / math.log(2)
-    assert channel.rate_bps(np.array([1e15, 1.0]))[0] == pytest.approx(capacity, rel=1e-4)
-    assert channel.max_rate_bps()[0] == pytest.approx(capacity) and math.isinf(channel.max_rate_bps()[1])
-    for fraction in (1e-6, 0.01, 0.5, 0.9, 0.99):
-        rate = np.array([fraction * capacity, fraction * 1e7])
-        bandwidth = channel.bandwidth_for_rate_hz(rate)
-        np.testing.assert_allclose(channel.rate_bps(bandwidth), rate, rtol=1e-9)
-    assert math.isinf(channel.bandwidth_for_rate_hz(np.array([capacity * 1.01, 1.0]))[0])
 
 
 def test_make_monotone_raises_dips_and_says_so():
@@ -118,3 +108,50 @@ def test_matching_feasibility_messages():
     one_big = replace(small, devices=(make_device("big", memory_bytes=6e8), make_device("tiny", memory_bytes=1e8)))
     with pytest.raises(InfeasibleError, match=r"blocks 0..1 each need at least 4e\+08 bytes but only 1"):
         check_matching_feasible(one_big)
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"bandwidth_hz": ' + "9" * 400 + "}", r"bandwidth_hz = inf: not a finite number"),
+    ("[" * 100_000 + "]" * 100_000, r"nests arrays or objects too deeply"),
+    ('{"bandwidth_hz": NaN}', r"instance = 'NaN': is not a finite number"),
+    ('{"bandwidth_hz": -Infinity}', r"instance = '-Infinity': is not a finite number"),
+    ('{"bandwidth_hz": 1e400}', r"bandwidth_hz = inf: not a finite number"),
+    ("", r"instance line 1 column 1 = '': not valid JSON"),
+    ("[1, 2]", r"instance = 'list': the instance must be a JSON object"),
+])
+def test_malformed_text_is_one_input_error(text, match):
+    with pytest.raises(InputError, match=match) as error:
+        Instance.from_json(text)
+    assert "\n" not in str(error.value)
+
+
+def test_a_name_with_a_lone_surrogate_is_refused():
+    data = instance_dict()
+    data["devices"][0]["name"] = "d\ud800"
+    with pytest.raises(InputError, match=r"devices\[0\].name = .*is not valid text"):
+        Instance.from_json(json.dumps(data))
+
+
+def test_huge_integers_in_a_parsed_dict_are_refused():
+    with pytest.raises(InputError, match=r"bandwidth_hz = 'an integer beyond the float range'"):
+        Instance.from_dict(instance_dict(bandwidth_hz=10 ** 400))
+
+
+def test_plan_json_round_trip_and_malformed_plans():
+    plan = solve(make_instance(num_blocks=2, num_devices=3), "jbba")
+    assert Plan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    good = plan.to_dict()
+    for key, value, match in [("assignment", {"d0": [0.5]}, "non-negative integers"),
+                              ("assignment", {"d0": [-1]}, "non-negative integers"),
+                              ("bandwidth_hz", {"d0": "wide"}, "not a number"),
+                              ("round_latency_s", None, "not a number"),
+                              ("diagnostics", [3], "not a list of strings"),
+                              ("scheme", 7, "not a string")]:
+        with pytest.raises(InputError, match=match):
+            Plan.from_dict({**good, key: value})
+    missing = dict(good)
+    del missing["solve_time_s"]
+    with pytest.raises(InputError, match=r"plan.solve_time_s = None: missing"):
+        Plan.from_dict(missing)
+    with pytest.raises(InputError, match="a plan must be an object"):
+        Plan.from_dict([good])
