@@ -24,17 +24,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-WALL_CLOCK_FIELDS = {"wall_s", "measured_compute_s", "arrival_s", "peak_memory_bytes", "solve_time_s"}
-
-
-def deterministic(line: dict) -> dict:
-    def strip(value):
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in WALL_CLOCK_FIELDS}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-    return strip({k: v for k, v in line.items() if k != "events"})
+from deft_ray.runtime.ledger import seeded_fields as deterministic
 
 
 def ledger(out: Path) -> list[dict]:

@@ -33,6 +33,21 @@ class LedgerError(DeftRayError):
 
 LOCK_NAME = ".lock"
 
+WALL_CLOCK_FIELDS = frozenset({"wall_s", "measured_compute_s", "arrival_s", "peak_memory_bytes", "solve_time_s"})
+"""Ledger fields that depend on the host's timing, not on the run's seed."""
+
+
+def seeded_fields(line: dict[str, Any]) -> dict[str, Any]:
+    """A ledger line without its wall-clock measurements and events: what two runs of one config
+    on the virtual clock share, however they were interrupted and resumed."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in WALL_CLOCK_FIELDS}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+    return strip({k: v for k, v in line.items() if k != "events"})
+
 
 class RunDirectory:
     """``DIR/config.yaml``, ``DIR/profile.json``, ``DIR/metrics.jsonl``, ``DIR/summary.json``,

@@ -18,22 +18,9 @@ from deft_ray.runtime.coordinator import CoverageError
 from deft_ray.actors.device import Device
 from deft_ray.actors.launch import build_local
 from deft_ray.runtime.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from deft_ray.runtime.ledger import RunDirectory
+from deft_ray.runtime.ledger import RunDirectory, seeded_fields as deterministic
 
 NUM_BLOCKS = 4
-#: Ledger fields that depend on the host's timing, not on the run's seed.
-WALL_CLOCK_FIELDS = {"wall_s", "measured_compute_s", "arrival_s", "peak_memory_bytes", "solve_time_s"}
-
-
-def deterministic(record: dict) -> dict:
-    """A ledger line without wall-clock measurements and start-up/resume events."""
-    def strip(value):
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in WALL_CLOCK_FIELDS}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-    return strip({k: v for k, v in record.items() if k != "events"})
 
 
 def ledger(run_dir: Path) -> list[dict]:
