@@ -66,7 +66,7 @@ def main() -> None:
 
     console = Console()
     start = time.perf_counter()
-    summary = run(config, out_dir=args.out, console=console)
+    summary = run(config, out_dir=args.out, console=console, overwrite=True)
     deft_wall_s = time.perf_counter() - start
     central_eval, central_wall_s = centralised(config, steps=args.rounds)
 

@@ -63,7 +63,9 @@ def run_once(config: RunConfig, out: Path, *, kill_every: int | None, console: C
     from deft_ray.actors.launch import build_ray
     from deft_ray.runtime.recovery import CoverageError
 
-    coordinator = build_ray(config, RunDirectory(out))
+    run_dir = RunDirectory(out)
+    run_dir.claim(overwrite=True)  # this benchmark's own folder: replace an earlier run's
+    coordinator = build_ray(config, run_dir)
     rounds = coordinator.run()
     killed: list[int] = []
     draw = np.random.default_rng(config.seed + 1)

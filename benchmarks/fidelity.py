@@ -40,7 +40,7 @@ def main() -> None:
     data.update(rounds=args.rounds, clock="realtime", time_scale=args.time_scale, eval_every=10**6)
     config = resize_population(config_from_dict(data), args.devices)
     console = Console()
-    run(config, out_dir=args.out, console=console)
+    run(config, out_dir=args.out, console=console, overwrite=True)
 
     records = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines()]
     table = Table(title=f"realtime clock, time_scale {args.time_scale}, {config.num_devices} devices")

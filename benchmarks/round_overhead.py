@@ -35,7 +35,7 @@ def main() -> None:
     data.update(rounds=args.rounds, eval_every=10**6)
     config = resize_population(config_from_dict(data), args.devices)
     console = Console()
-    run(config, out_dir=args.out, console=console)
+    run(config, out_dir=args.out, console=console, overwrite=True)
 
     out = Path(args.out)
     compute_s = [block["compute_s"] for block in json.loads((out / "profile.json").read_text())["blocks"]]

@@ -80,7 +80,7 @@ def main() -> None:
         data.update(rounds=args.rounds, eval_every=10**6, data={**data["data"], "max_eval_examples": 64})
         config = resize_population(config_from_dict(data), num_devices)
         out = Path(args.out) / f"devices-{num_devices}"
-        summary = run(config, out_dir=out, console=console)
+        summary = run(config, out_dir=out, console=console, overwrite=True)
         records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         placed = next(event for record in records for event in record["events"] if event["kind"] == "devices_placed")
         memory = summary.device_memory

@@ -67,7 +67,7 @@ def main() -> None:
         config = scheme_config(scheme, args)
         run_dir = Path(args.out) / scheme
         start = time.perf_counter()
-        run(config, out_dir=run_dir, console=console)
+        run(config, out_dir=run_dir, console=console, overwrite=True)
         wall_s = time.perf_counter() - start
         ledgers[scheme] = records = read_ledger(run_dir / "metrics.jsonl")
         curves[scheme] = points = curve(records)

@@ -135,9 +135,15 @@ class RayDevicePool:
         return dict(zip(names, ray.get([self.handles[n].pid.remote() for n in names], timeout=CONTROL_TIMEOUT_S)))
 
     def memory_usage(self) -> dict[str, dict[str, float]]:
-        """Each device actor's resident memory (see :meth:`Device.memory_usage`)."""
+        """Each live device actor's resident memory (see :meth:`Device.memory_usage`); a device
+        whose process died after its last upload, unnoticed by any round, is left out."""
         import ray
 
-        names = list(self.handles)
-        usage = ray.get([self.handles[name].memory_usage.remote() for name in names], timeout=CONTROL_TIMEOUT_S)
-        return dict(zip(names, usage))
+        refs = {name: handle.memory_usage.remote() for name, handle in self.handles.items()}
+        usage = {}
+        for name, ref in refs.items():
+            try:
+                usage[name] = ray.get(ref, timeout=CONTROL_TIMEOUT_S)
+            except ray.exceptions.RayActorError:
+                continue
+        return usage
