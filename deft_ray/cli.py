@@ -69,7 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     profile = commands.add_parser("profile", help="measure a model's per-block compute time and memory",
                                   description="Measure each block's forward + backward-to-it time and memory.")
-    profile.add_argument("--model", default="", metavar="NAME_OR_PATH", help="default: the packaged MiniLM")
+    profile.add_argument("--model", default="", metavar="NAME_OR_PATH",
+                         help="a BERT-family classifier or a decoder-only causal LM (default: the packaged MiniLM)")
+    profile.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                         help="compute dtype of the frozen backbone (LoRA stays float32)")
     profile.add_argument("--batch", type=int, default=16, metavar="B")
     profile.add_argument("--seq", type=int, default=128, metavar="S")
     profile.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -165,7 +168,7 @@ def _run_command(args: argparse.Namespace) -> int:
 def _profile_command(args: argparse.Namespace) -> int:
     from deft_ray.learning.profiling import measure_profile, write_profile
 
-    profile = measure_profile(args.model, batch_size=args.batch, seq_length=args.seq, device=args.device,
+    profile = measure_profile(args.model, batch_size=args.batch, seq_length=args.seq, device=args.device, dtype=args.dtype,
                               repeats=args.repeats, threads=args.threads)
     write_profile(profile, args.out)
     if args.out:

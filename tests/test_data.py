@@ -38,9 +38,13 @@ def write_task(root: Path, task: str, train_rows: list[str], validation_rows: li
 
 
 def test_registry_lists_tasks_and_rejects_unknown():
-    assert tasks.task_names() == sorted(GLUE_TASKS + ("synthetic-sentiment",))
+    assert tasks.task_names() == sorted(GLUE_TASKS + ("synthetic-sentiment", "instruction", "text",
+                                                      "synthetic-instructions"))
     assert tasks.get_task("stsb").is_regression and tasks.get_task("stsb").num_labels == 1
-    with pytest.raises(UnknownNameError, match="valid tasks: mrpc, rte, sst2, stsb, synthetic-sentiment"):
+    assert {name for name in tasks.task_names() if tasks.get_task(name).kind == "causal-lm"} == {
+        "instruction", "text", "synthetic-instructions"}
+    with pytest.raises(UnknownNameError, match="valid tasks: instruction, mrpc, rte, sst2, stsb, synthetic-instructions, "
+                                               "synthetic-sentiment, text"):
         tasks.get_task("cola")
     with pytest.raises(UnknownNameError, match="cola"):
         tasks.load_task("cola", data_dir=str(GLUE_DIR))
@@ -48,7 +52,8 @@ def test_registry_lists_tasks_and_rejects_unknown():
 
 @pytest.mark.parametrize(
     "task, metric", [("sst2", "accuracy"), ("rte", "accuracy"), ("mrpc", "f1"), ("stsb", "pearson"),
-                     ("synthetic-sentiment", "accuracy")]
+                     ("synthetic-sentiment", "accuracy"), ("synthetic-instructions", "exact_match"),
+                     ("instruction", "eval_loss"), ("text", "eval_loss")]
 )
 def test_primary_metric(task, metric):
     assert tasks.primary_metric(tasks.get_task(task)) == metric

@@ -53,46 +53,79 @@ PositiveWhole = Annotated[int, Strict(), Field(gt=0)]
 NonNegativeWhole = Annotated[int, Strict(), Field(ge=0)]
 
 
+def _auto_or_names(value: Any) -> Any:
+    """``target_modules`` is ``auto`` or a list of names; a single other name is a mistake."""
+    if isinstance(value, str) and value != "auto":
+        raise FieldProblem("", value, "must be auto or a list of module names",
+                           f"write auto, or a list such as [{value}]")
+    return value
+
+
 @dataclass(frozen=True, kw_only=True, config=SECTION)
 class ModelConfig:
     name_or_path: str = ""
-    """Hugging Face model id or folder; empty means the packaged all-MiniLM-L6-v2."""
+    """Hugging Face model id or folder (a BERT-family classifier or a decoder-only causal LM);
+    empty means the packaged all-MiniLM-L6-v2, builtin:tiny-decoder a small random Llama built offline."""
     lora_rank: PositiveWhole = 8
     """LoRA rank r of every adapted module."""
     lora_alpha: Positive = 16.0
     """LoRA scaling numerator: updates are scaled by alpha / r."""
     lora_dropout: Annotated[Number, Field(ge=0, lt=1)] = 0.0
     """LoRA dropout in [0, 1); 0 keeps gradients deterministic, so blocks assemble exactly."""
-    target_modules: tuple[str, ...] = ("query", "value")
-    """Module names that get LoRA in every transformer layer."""
+    target_modules: Annotated[Literal["auto"] | tuple[str, ...], BeforeValidator(_auto_or_names)] = "auto"
+    """Module names that get LoRA in every transformer layer; auto takes peft's default for the
+    architecture (query/value for BERT and RoBERTa, q_proj/v_proj for Llama, Qwen, Mistral, Gemma
+    and OPT, c_attn for GPT-2, query_key_value for GPT-NeoX, qkv_proj for Phi-3)."""
     head_with: Literal["last", "server"] = "last"
-    """Which block the classification head travels with: the last layer's, or a server-side block."""
+    """Which block the classification head travels with: the last layer's, or a server-side block
+    (classifiers only: a causal LM's head stays frozen)."""
     max_length: PositiveWhole = 64
-    """Tokens per example (padding and truncation)."""
+    """Tokens per example (padding and truncation); a decoder's prompt and response together."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Compute dtype of the frozen backbone; LoRA weights, gradients and optimizer state stay float32."""
+
+    @model_validator(mode="after")
+    def _targets(self) -> ModelConfig:
+        if self.target_modules != "auto" and (not self.target_modules or "auto" in self.target_modules):
+            raise FieldProblem("target_modules", list(self.target_modules), "must be auto or module names",
+                               "write auto, or a list such as [q_proj, v_proj]")
+        return self
 
     @property
     def path(self) -> str:
         """The model folder or hub id to load."""
-        from deft_ray.learning.pretrained import default_model_path
+        from deft_ray.learning.pretrained import BUILTIN_TINY_DECODER, default_model_path, tiny_decoder_path
 
+        if self.name_or_path == BUILTIN_TINY_DECODER:
+            return tiny_decoder_path()
         return self.name_or_path or default_model_path()
 
-    def lora_spec(self):
-        """The :class:`~deft_ray.learning.lora.LoraSpec` of these settings."""
+    def lora_spec(self, *, model_kind: str = "sequence-classifier"):
+        """The :class:`~deft_ray.learning.lora.LoraSpec` of these settings for a model of ``model_kind``."""
         from deft_ray.learning.lora import LoraSpec
 
         return LoraSpec(rank=self.lora_rank, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                        target_modules=self.target_modules, head_with=self.head_with)
+                        target_modules=self.target_modules, head_with=self.head_with, model_kind=model_kind,
+                        backbone_dtype=self.dtype)
 
 
 @dataclass(frozen=True, kw_only=True, config=SECTION)
 class DataConfig:
     task: str = "synthetic-sentiment"
-    """sst2, rte, mrpc, stsb (GLUE) or synthetic-sentiment (built in, no network)."""
+    """sst2, rte, mrpc, stsb (GLUE) or synthetic-sentiment (built in) for classifiers; instruction,
+    text or synthetic-instructions (built in) for decoder LLMs."""
     data_dir: str | None = None
     """Folder with <task>/train.tsv and <task>/validation.tsv; without it GLUE comes from the hub."""
-    partition: Literal["iid", "dirichlet"] = "iid"
-    """How training examples are split across devices: iid, or dirichlet label skew."""
+    train_file: str | None = None
+    """instruction and text: training examples as JSON, JSONL, CSV or Parquet (Alpaca
+    instruction/input/output, prompt/response, chat messages, or text)."""
+    eval_file: str | None = None
+    """instruction and text: evaluation examples in the same formats (empty: hold out 5% of the training rows)."""
+    dataset: str | None = None
+    """instruction and text: a hub dataset name instead of files (its train split, and its validation or test split)."""
+    partition: Literal["iid", "dirichlet", "shared"] = "iid"
+    """How training examples are split across devices: iid, dirichlet label skew (classification
+    only), or shared (every device draws from the whole training set, as centralised training does)."""
     dirichlet_alpha: Positive = 0.5
     """Concentration of the dirichlet partition (smaller: more skew)."""
     batch_size: PositiveWhole = 16
@@ -101,16 +134,38 @@ class DataConfig:
     """Keep a seeded random subset of at most this many training examples (empty: all)."""
     max_eval_examples: PositiveWhole | None = 512
     """Keep a seeded random subset of at most this many validation examples (empty: all)."""
+    exact_match_examples: NonNegativeWhole = 128
+    """Causal-LM tasks with reference answers: validation prompts answered greedily and scored by
+    exact match at every evaluation (0: no generation)."""
+    max_new_tokens: PositiveWhole = 32
+    """Longest greedy answer, in tokens, generated for exact match."""
 
     @model_validator(mode="after")
     def _known(self) -> DataConfig:
-        from deft_ray.learning.tasks import task_names
+        from deft_ray.learning.tasks import get_task, task_names
 
         if self.task not in task_names():
             raise FieldProblem("task", self.task, "is not a task", f"use one of {', '.join(task_names())}")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise FieldProblem("data_dir", self.data_dir, "is not a folder",
                                "give a folder with <task>/train.tsv and <task>/validation.tsv")
+        reads_files = self.task in ("instruction", "text")
+        for name in ("train_file", "eval_file", "dataset"):
+            value = getattr(self, name)
+            if value is not None and not reads_files:
+                raise FieldProblem(name, value, f"is not read by task {self.task!r}",
+                                   "use task instruction or text, or leave it empty")
+            if value is not None and name != "dataset" and not Path(value).is_file():
+                raise FieldProblem(name, value, "no such file", "give a JSON, JSONL, CSV or Parquet file")
+        if reads_files and self.train_file is None and self.dataset is None:
+            raise FieldProblem("train_file", None, f"task {self.task!r} needs examples",
+                               "set data.train_file (JSON, JSONL, CSV or Parquet) or data.dataset (a hub name)")
+        if self.train_file is not None and self.dataset is not None:
+            raise FieldProblem("dataset", self.dataset, "is given with data.train_file, and a task reads one source",
+                               "give either data.train_file or data.dataset, not both")
+        if self.partition == "dirichlet" and get_task(self.task).kind == "causal-lm":
+            raise FieldProblem("partition", self.partition, f"needs class labels, and task {self.task!r} has none",
+                               "use partition iid")
         return self
 
 
@@ -256,8 +311,9 @@ class RunConfig:
     eval_every: PositiveWhole = 5
     """Evaluate every this many rounds (and after the last)."""
     target_metric: Number | None = None
-    """Stop once an evaluation's first metric (accuracy, or Pearson for stsb) reaches this value
-    (empty: run every round)."""
+    """Stop once an evaluation's first metric (accuracy, Pearson for stsb, exact_match for
+    synthetic-instructions, eval_loss for instruction/text) reaches this value: at or above it, or
+    at or below it for eval_loss and perplexity (empty: run every round)."""
     round_timeout_s: Positive = 600.0
     """Longest a round may take before it is declared stuck."""
     profile: str | None = None

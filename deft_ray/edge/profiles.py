@@ -14,7 +14,8 @@ from deft_ray.errors import InputError
 from deft_ray.planners import BlockCost, parse_blocks
 
 #: Profiles shipped with the package, by name.
-PACKAGED_PROFILES = ("roberta-base_h200_fp32", "roberta-large_h200_fp32", "minilm-l6_cpu_fp32")
+PACKAGED_PROFILES = ("roberta-base_h200_fp32", "roberta-large_h200_fp32", "minilm-l6_cpu_fp32",
+                     "tiny-llama-6x64_cpu_fp32")
 
 
 def load_profile(path_or_name: str | Path) -> tuple[BlockCost, ...]:

@@ -1,4 +1,8 @@
-"""Each task's evaluation metrics (accuracy, F1, Pearson and Spearman correlation)."""
+"""Each task's evaluation metrics (accuracy, F1, Pearson and Spearman correlation), and which way is better.
+
+A causal LM's ``eval_loss``, ``perplexity`` and ``exact_match`` are computed by
+:mod:`deft_ray.learning.generation`; loss and perplexity are the metrics where lower is better.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +52,8 @@ def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
 
 
 METRIC_RANGES: dict[str, tuple[float, float]] = {
-    "accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "pearson": (-1.0, 1.0), "spearmanr": (-1.0, 1.0)}
+    "accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "pearson": (-1.0, 1.0), "spearmanr": (-1.0, 1.0),
+    "exact_match": (0.0, 1.0), "eval_loss": (0.0, float("inf")), "perplexity": (1.0, float("inf"))}
 """The values each metric can take (a target outside them can never be reached)."""
 
 _METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
@@ -57,3 +62,22 @@ _METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "pearson": _correlation("pearsonr"),
     "spearmanr": _correlation("spearmanr"),
 }
+
+
+LOWER_IS_BETTER = frozenset({"eval_loss", "perplexity"})
+"""Metrics where a smaller value is better; for every other metric a larger one is."""
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better (accuracy, exact match) or a smaller one (loss)."""
+    return metric not in LOWER_IS_BETTER
+
+
+def reaches(metric: str, value: float, target: float) -> bool:
+    """Whether ``value`` of ``metric`` is at or beyond ``target`` in the metric's better direction."""
+    return value >= target if higher_is_better(metric) else value <= target
+
+
+def best(metric: str, values: list[float]) -> float:
+    """The best of ``values`` of ``metric``: the largest, or the smallest for a loss."""
+    return max(values) if higher_is_better(metric) else min(values)

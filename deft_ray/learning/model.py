@@ -15,11 +15,14 @@ Choices made here:
   planners never see and the coordinator computes itself.
 - Seeding: the head and the LoRA weights are initialised from ``seed``, so every device built
   with the same seed holds the same adapter. The head is always freshly initialised.
+- Decoders: ``LoraSpec(model_kind="causal-lm")`` builds a decoder-only causal LM instead
+  (:class:`~deft_ray.learning.causal_lm.CausalBlockModel`: no head, the LM head stays frozen).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import re
 import warnings
@@ -32,7 +35,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from transformers.utils import logging as hf_logging
 
 from deft_ray.errors import InputError
-from deft_ray.learning.lora import LORA_A_PART, LoraSpec, split_blocks
+from deft_ray.learning.lora import LORA_A_PART, LoraSpec, layer_list_name, resolve_target_modules, split_blocks
 
 HEAD_MODULE_NAMES = ("classifier", "score")
 """Names Hugging Face gives the head of a sequence classifier (peft's SEQ_CLS defaults)."""
@@ -53,12 +56,14 @@ class BlockModel:
     def __init__(self, peft_model: PeftModel, *, lora: LoraSpec, use_dropout: bool):
         self.peft_model = peft_model
         self.lora = lora
+        """The LoRA settings, ``target_modules`` resolved (never ``"auto"``)."""
         self.use_dropout = use_dropout
         self._params = {n: p for n, p in peft_model.named_parameters() if p.requires_grad}
-        self._blocks = split_blocks(list(self._params), peft_model.config.num_hidden_layers, lora)
         self.num_blocks = peft_model.config.num_hidden_layers
         """Number of blocks the planner sees (= transformer layers)."""
-        self.head_block = self.num_blocks if lora.head_with == "server" else None
+        layers = layer_list_name(peft_model.get_base_model(), self.num_blocks)
+        self._blocks = split_blocks(list(self._params), self.num_blocks, lora, layers=layers)
+        self.head_block = self.num_blocks if len(self._blocks) > self.num_blocks else None
         """Index of the head's own block with ``head_with="server"``, else ``None``."""
         if lora.dropout > 0 and not use_dropout:
             warnings.warn(f"lora.dropout = {lora.dropout} has no effect because use_dropout=False "
@@ -69,7 +74,14 @@ class BlockModel:
     def from_pretrained(cls, name_or_path: str, *, num_labels: int, lora: LoraSpec = LoraSpec(),
                         seed: int, problem_type: str | None = None,
                         use_dropout: bool = False) -> BlockModel:
-        """Load a pretrained backbone and add seeded LoRA and head (regression if ``num_labels == 1``)."""
+        """Load a pretrained backbone and add seeded LoRA and head (regression if ``num_labels == 1``).
+
+        With ``lora.model_kind == "causal-lm"`` this is :meth:`CausalBlockModel.from_pretrained`
+        (``num_labels`` is then unused)."""
+        if lora.model_kind == "causal-lm":
+            from deft_ray.learning.causal_lm import CausalBlockModel
+
+            return CausalBlockModel.from_pretrained(name_or_path, lora=lora, seed=seed, use_dropout=use_dropout)
         _check_num_labels(num_labels)
         with seeded(seed), quiet_transformers():
             base, info = AutoModelForSequenceClassification.from_pretrained(
@@ -90,7 +102,13 @@ class BlockModel:
         The model is built on the meta device and the frozen weights become ``torch.from_numpy``
         views of ``numpy_state``: read-only arrays from Ray's object store are fine, since frozen
         weights are never written. The result equals :meth:`from_pretrained` with the same seed.
+        A causal LM (``lora.model_kind``) is built by :meth:`CausalBlockModel.from_shared_state`.
         """
+        if lora.model_kind == "causal-lm":
+            from deft_ray.learning.causal_lm import CausalBlockModel
+
+            return CausalBlockModel.from_shared_state(config_path_or_name, numpy_state, lora=lora, seed=seed,
+                                                      use_dropout=use_dropout)
         _check_num_labels(num_labels)
         config = AutoConfig.from_pretrained(config_path_or_name, num_labels=num_labels,
                                             problem_type=_problem_type(num_labels, problem_type))
@@ -104,6 +122,8 @@ class BlockModel:
     @classmethod
     def _wrap(cls, base: torch.nn.Module, *, lora: LoraSpec, seed: int, use_dropout: bool) -> BlockModel:
         head_names = _head_names(base)
+        assert head_names, f"{type(base).__name__} has no classification head named {HEAD_MODULE_NAMES}"
+        lora = dataclasses.replace(lora, target_modules=resolve_target_modules(lora, base.config.model_type))
         config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.rank, lora_alpha=lora.alpha,
                             lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
                             modules_to_save=head_names)
@@ -258,16 +278,23 @@ def backbone_state_numpy(model: BlockModel | torch.nn.Module) -> dict[str, np.nd
     base = model.peft_model.get_base_model() if isinstance(model, BlockModel) else model
     head, state = head_prefixes(base), {}
     for name, tensor in itertools.chain(base.named_parameters(), base.named_buffers()):
-        if not name.startswith(head) and not _LORA_PART.search(name):
-            state[name.replace(".base_layer.", ".")] = tensor.detach().cpu().numpy()
+        if not (head and name.startswith(head)) and not _LORA_PART.search(name):
+            tensor = tensor.detach().cpu()
+            if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: its bits travel as int16
+                tensor = tensor.view(torch.int16)
+            state[name.replace(".base_layer.", ".")] = tensor.numpy()
     return state
 
 
 def _assign_backbone(base: torch.nn.Module, numpy_state: Mapping[str, np.ndarray]) -> None:
     """Make ``base``'s frozen tensors zero-copy views of ``numpy_state`` (head left on meta)."""
+    expected = {name: t.dtype for name, t in itertools.chain(base.state_dict().items(), base.named_buffers())}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_READ_ONLY_WARNING, category=UserWarning)
         tensors = {name: torch.from_numpy(array) for name, array in numpy_state.items()}
+    for name, tensor in tensors.items():
+        if expected.get(name) == torch.bfloat16 and tensor.dtype == torch.int16:
+            tensors[name] = tensor.view(torch.bfloat16)
     persistent = set(base.state_dict())
     result = base.load_state_dict({k: v for k, v in tensors.items() if k in persistent},
                                   strict=False, assign=True)
@@ -276,7 +303,11 @@ def _assign_backbone(base: torch.nn.Module, numpy_state: Mapping[str, np.ndarray
         if name in buffers:
             owner, _, attr = name.rpartition(".")
             base.get_submodule(owner)._buffers[attr] = tensors[name]
-    missing = [k for k in result.missing_keys if not k.startswith(head_prefixes(base))]
+    head = head_prefixes(base)
+    missing = [k for k in result.missing_keys if not (head and k.startswith(head))]
+    if missing and ties_weights(base):  # tied weights (a causal LM's head) share the embeddings' tensor
+        base.tie_weights()
+        missing = [k for k in missing if base.get_parameter(k).device.type == "meta"]
     unknown = sorted(set(tensors) - persistent - set(buffers))
     if missing or unknown:
         raise InputError("numpy_state", f"missing {missing[:3]}, unexpected {unknown[:3]}",
@@ -285,13 +316,18 @@ def _assign_backbone(base: torch.nn.Module, numpy_state: Mapping[str, np.ndarray
 
 
 def _head_names(base: torch.nn.Module) -> list[str]:
-    names = [name for name, _ in base.named_children() if name in HEAD_MODULE_NAMES]
-    assert names, f"{type(base).__name__} has no classification head named {HEAD_MODULE_NAMES}"
-    return names
+    """The sequence classifier's head modules (none in a causal LM, whose LM head stays frozen)."""
+    return [name for name, _ in base.named_children() if name in HEAD_MODULE_NAMES]
 
 
 def head_prefixes(base: torch.nn.Module) -> tuple[str, ...]:
     return tuple(f"{name}." for name in _head_names(base))
+
+
+def ties_weights(base: torch.nn.Module) -> bool:
+    """Whether the model ties weights (e.g. its LM head to the input embeddings)."""
+    config = getattr(base, "config", None)
+    return bool(getattr(config, "tie_word_embeddings", False)) or bool(getattr(base, "_tied_weights_keys", None))
 
 
 def _init_head(base: torch.nn.Module, head_names: Sequence[str]) -> None:

@@ -1,4 +1,4 @@
-"""How a training set is split across the emulated devices (IID or Dirichlet label skew)."""
+"""How a training set is split across the emulated devices (IID or Dirichlet label skew), or shared by all."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ NUM_REGRESSION_BINS = 5
 
 def partition_indices(labels: np.ndarray, num_devices: int, *, scheme: str = "iid",
                       alpha: float = 0.5, seed: int) -> list[np.ndarray]:
-    """Split example indices ``0..len(labels)-1`` across devices; disjoint, covering, sorted.
+    """Split example indices ``0..len(labels)-1`` across devices; disjoint (but ``shared``), covering, sorted.
 
     ``iid`` shuffles and splits into near-equal parts. ``dirichlet`` draws, for each class, the
     devices' shares from Dir(``alpha``) (smaller ``alpha``, more label skew); float labels are cut
     into 5 quantile bins first. A device left empty takes one example from the largest device.
+    ``shared`` gives every device every example (each still draws its own seeded batches): the
+    data setting of centralised training, to compare the two.
     """
     labels = np.asarray(labels)
     if not 1 <= num_devices <= len(labels):
@@ -24,8 +26,10 @@ def partition_indices(labels: np.ndarray, num_devices: int, *, scheme: str = "ii
                          "training examples)", "use fewer devices or more training examples")
     if not alpha > 0:
         raise InputError("alpha", alpha, "must be positive", "use e.g. 0.5 (skewed) or 100 (near IID)")
-    if scheme not in ("iid", "dirichlet"):
-        raise UnknownNameError("partition scheme", scheme, ["dirichlet", "iid"])
+    if scheme not in ("iid", "dirichlet", "shared"):
+        raise UnknownNameError("partition scheme", scheme, ["dirichlet", "iid", "shared"])
+    if scheme == "shared":
+        return [np.arange(len(labels), dtype=np.int64) for _ in range(num_devices)]
     rng = np.random.default_rng(seed)
     if scheme == "iid":
         parts = np.array_split(rng.permutation(len(labels)), num_devices)

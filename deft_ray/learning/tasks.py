@@ -1,10 +1,12 @@
 """Tasks: what each task is (its spec and metrics), the registry of names, and loading one.
 
-Every task arrives in one schema: ``datasets.Dataset`` splits ``train`` and ``validation`` with
-columns ``sentence1``, ``sentence2`` (empty for single-sentence tasks) and ``label`` (int, or
-float for the regression task stsb). GLUE comes from local TSV files or the hub
+A classification task arrives in one schema: ``datasets.Dataset`` splits ``train`` and
+``validation`` with columns ``sentence1``, ``sentence2`` (empty for single-sentence tasks) and
+``label`` (int, or float for the regression task stsb). GLUE comes from local TSV files or the hub
 (:mod:`deft_ray.learning.glue`); ``synthetic-sentiment`` is generated
-(:mod:`deft_ray.learning.synthetic`).
+(:mod:`deft_ray.learning.synthetic`). A causal-LM task (``kind == "causal-lm"``: ``instruction``,
+``text``, ``synthetic-instructions``) has columns ``prompt``, ``response`` and ``messages``
+instead (:mod:`deft_ray.learning.instructions`).
 
 Importing this module costs numpy only; ``datasets`` loads on first use.
 """
@@ -37,6 +39,8 @@ class TaskSpec:
     """Metrics reported by :func:`compute_metrics`; the first is the primary one."""
     label_range: tuple[float, float] | None = None
     """Inclusive range of a regression label."""
+    kind: str = "classification"
+    """"classification" (a sequence classifier's task) or "causal-lm" (a decoder's)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,11 @@ _TASKS = {
         TaskSpec("mrpc", 2, False, ("sentence1", "sentence2"), ("f1", "accuracy")),
         TaskSpec("stsb", 1, True, ("sentence1", "sentence2"), ("pearson", "spearmanr"), (0.0, 5.0)),
         TaskSpec("synthetic-sentiment", 2, False, ("sentence",), ("accuracy",)),
+        TaskSpec("instruction", 0, False, ("prompt", "response"), ("eval_loss", "perplexity", "exact_match"),
+                 kind="causal-lm"),
+        TaskSpec("text", 0, False, ("text",), ("eval_loss", "perplexity"), kind="causal-lm"),
+        TaskSpec("synthetic-instructions", 0, False, ("prompt", "response"),
+                 ("exact_match", "eval_loss", "perplexity"), kind="causal-lm"),
     )
 }
 
@@ -73,12 +82,14 @@ def get_task(name: str) -> TaskSpec:
 
 
 def primary_metric(spec: TaskSpec) -> str:
-    """The metric that ranks runs: accuracy (sst2, rte, synthetic), f1 (mrpc), pearson (stsb)."""
+    """The metric that ranks runs: accuracy (sst2, rte, synthetic), f1 (mrpc), pearson (stsb),
+    eval_loss (instruction, text), exact_match (synthetic-instructions)."""
     return spec.metric_names[0]
 
 
 def load_task(name: str, *, data_dir: str | None = None, seed: int = 0,
-              max_train_examples: int | None = None, max_eval_examples: int | None = None) -> TaskData:
+              max_train_examples: int | None = None, max_eval_examples: int | None = None,
+              train_file: str | None = None, eval_file: str | None = None, dataset: str | None = None) -> TaskData:
     """Load task ``name`` in the common schema.
 
     Args:
@@ -88,15 +99,23 @@ def load_task(name: str, *, data_dir: str | None = None, seed: int = 0,
         seed: seeds the synthetic task and the subsamples. (default: 0)
         max_train_examples, max_eval_examples: keep a seeded random subset of at most this many
             examples. (default: None, keep all)
+        train_file, eval_file, dataset: the sources of ``instruction`` and ``text``: JSON, JSONL,
+            CSV or Parquet files, or a hub dataset name (:func:`~deft_ray.learning.instructions.load_causal_task`).
 
     Raises:
-        UnknownNameError: unknown task. InputError: missing or malformed files, hub unreachable.
+        UnknownNameError: unknown task. InputError: missing or malformed files (naming the file,
+            row and field), hub unreachable.
     """
     from deft_ray.learning.glue import load_hub, read_tsv
     from deft_ray.learning.synthetic import GENERATORS
 
     spec = get_task(name)
-    if name in GENERATORS:
+    if spec.kind == "causal-lm":
+        from deft_ray.learning.instructions import load_causal_task
+
+        train, validation = load_causal_task(spec, train_file=train_file, eval_file=eval_file, dataset=dataset,
+                                             seed=seed)
+    elif name in GENERATORS:
         train, validation = GENERATORS[name](seed)
     elif data_dir is not None:
         folder = Path(data_dir) / name

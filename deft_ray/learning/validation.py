@@ -1,4 +1,5 @@
-"""The server's validation: the split it scores the adapter on, and the scoring."""
+"""The server's validation: the split it scores the adapter on, and the scoring (a classifier's
+GLUE metrics, or a causal LM's eval loss, perplexity and exact match: :mod:`deft_ray.learning.generation`)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,23 @@ class ValidationSet:
 
     spec: Any
     columns: Mapping[str, np.ndarray]
+    generation: Any = None
+    """A causal LM's prompts to answer greedily (:class:`~deft_ray.learning.causal_batches.GenerationSet`),
+    for ``exact_match``; ``None`` scores no generations."""
 
 
 def evaluate_adapter(model: Any, evaluation: ValidationSet) -> dict[str, float]:
-    """Score the model on the validation columns with the task's GLUE metrics (examples batched
-    by length, each batch cut to its longest)."""
+    """Score the model on the validation columns with the task's metrics, the primary one first
+    (a classifier's examples batched by length, each batch cut to its longest)."""
     import torch
 
     from deft_ray.learning.batches import trim_padding
     from deft_ray.learning.metrics import compute_metrics
 
+    if getattr(evaluation.spec, "kind", "classification") == "causal-lm":
+        from deft_ray.learning.generation import evaluate_causal
+
+        return evaluate_causal(model, evaluation.columns, evaluation.generation, evaluation.spec.metric_names)
     columns = evaluation.columns
     labels = columns["labels"]
     lengths = columns["attention_mask"].sum(axis=1) if "attention_mask" in columns else np.zeros(len(labels))

@@ -59,12 +59,36 @@ class Prepared:
 
 
 def load_config_task(config: RunConfig):
-    """The run's task data, every row checked (bad rows raise :class:`InputError`)."""
-    from deft_ray.learning.tasks import load_task
+    """The run's task data, every row checked (bad rows raise :class:`InputError`), after checking
+    that the model is of the kind the task needs (a classifier, or a decoder-only causal LM)."""
+    from deft_ray.learning.tasks import get_task, load_task
 
-    return load_task(config.data.task, data_dir=config.data.data_dir, seed=config.seed,
-                     max_train_examples=config.data.max_train_examples,
-                     max_eval_examples=config.data.max_eval_examples)
+    model_kind_for(config, get_task(config.data.task))
+    data = config.data
+    return load_task(data.task, data_dir=data.data_dir, seed=config.seed, max_train_examples=data.max_train_examples,
+                     max_eval_examples=data.max_eval_examples, train_file=data.train_file, eval_file=data.eval_file,
+                     dataset=data.dataset)
+
+
+def model_kind_for(config: RunConfig, spec: Any) -> str:
+    """``"causal-lm"`` for a causal-LM task on a decoder, ``"sequence-classifier"`` for a
+    classification task on an encoder; a mismatch is an :class:`InputError`."""
+    from transformers import AutoConfig
+
+    from deft_ray.learning.causal_lm import is_causal_lm
+
+    path = config.model.path
+    try:
+        causal = is_causal_lm(AutoConfig.from_pretrained(path))
+    except (OSError, ValueError) as error:
+        raise InputError("model.name_or_path", path, f"cannot be loaded ({str(error).splitlines()[0][:120]})",
+                         "give a local model folder or a hub id reachable from here") from None
+    if causal != (spec.kind == "causal-lm"):
+        wanted = "a decoder-only causal LM" if spec.kind == "causal-lm" else "a sequence classifier (BERT family)"
+        raise InputError("model.name_or_path", config.model.name_or_path or path, f"task {spec.name!r} needs {wanted}",
+                         "pick a model of that kind, or a task for this model (instruction, text or "
+                         "synthetic-instructions for decoders)")
+    return "causal-lm" if causal else "sequence-classifier"
 
 
 def prepare(config: RunConfig, task: Any = None, *, profile_file: str | None = None) -> Prepared:
@@ -74,21 +98,22 @@ def prepare(config: RunConfig, task: Any = None, *, profile_file: str | None = N
     import datasets
     from transformers import AutoTokenizer
 
-    from deft_ray.learning.batches import tokenize
     from deft_ray.learning.model import BlockModel
     from deft_ray.learning.partition import partition_indices
 
     datasets.disable_progress_bars()
     model_path = config.model.path
     task = task or load_config_task(config)
+    model_kind = model_kind_for(config, task.spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_path)
     except OSError as error:
         raise InputError("model.name_or_path", model_path, f"cannot be loaded ({str(error).splitlines()[0]})",
                          "give a local model folder or a hub id reachable from here") from None
-    task = tokenize(task, tokenizer, max_length=config.model.max_length)
-    lora = config.model.lora_spec()
-    model = BlockModel.from_pretrained(model_path, num_labels=task.spec.num_labels, lora=lora, seed=config.seed)
+    task, generation = _tokenized(config, task, tokenizer)
+    model = BlockModel.from_pretrained(model_path, num_labels=task.spec.num_labels,
+                                       lora=config.model.lora_spec(model_kind=model_kind), seed=config.seed)
+    lora = model.lora  # target_modules resolved
     train_columns = {k: np.ascontiguousarray(v) for k, v in task.train.with_format("numpy")[:].items()}
     validation = {k: np.ascontiguousarray(v) for k, v in task.validation.with_format("numpy")[:].items()}
 
@@ -101,7 +126,23 @@ def prepare(config: RunConfig, task: Any = None, *, profile_file: str | None = N
                         block_memory_bytes=tuple(b.memory_bytes for b in profile), optimizer=config.optimizer)
     return Prepared(model=model, scheme=config.build_scheme(), setup=setup, profile=profile, specs=specs,
                     train_columns=train_columns, partitions=tuple(partitions),
-                    evaluation=ValidationSet(spec=task.spec, columns=validation), events=tuple(events))
+                    evaluation=ValidationSet(spec=task.spec, columns=validation, generation=generation),
+                    events=tuple(events))
+
+
+def _tokenized(config: RunConfig, task: Any, tokenizer: Any) -> tuple[Any, Any]:
+    """The task tokenised for its model kind, and a causal LM's generation set (else ``None``)."""
+    from deft_ray.learning.batches import tokenize
+
+    if task.spec.kind != "causal-lm":
+        return tokenize(task, tokenizer, max_length=config.model.max_length), None
+    from deft_ray.learning.causal_batches import generation_set, tokenize_causal
+
+    generation = None
+    if "exact_match" in task.spec.metric_names and task.spec.name != "text":
+        generation = generation_set(task.validation, tokenizer, max_examples=config.data.exact_match_examples,
+                                    max_length=config.model.max_length, max_new_tokens=config.data.max_new_tokens)
+    return tokenize_causal(task, tokenizer, max_length=config.model.max_length), generation
 
 
 def _block_profile(config: RunConfig, model: Any, train_columns: Mapping[str, np.ndarray],

@@ -153,9 +153,12 @@ class Coordinator:
         return type(error)(message)
 
     def meets_target(self, record: RoundRecord) -> bool:
-        """Whether the round's evaluation reaches ``target_metric`` (its primary metric)."""
+        """Whether the round's evaluation reaches ``target_metric`` (its primary metric, in the
+        metric's direction: at or above it, or at or below it for eval loss and perplexity)."""
+        from deft_ray.learning.metrics import reaches
+
         target, value = self.config.target_metric, record.primary_metric
-        return target is not None and value is not None and value >= target
+        return target is not None and value is not None and reaches(next(iter(record.evaluation)), value, target)
 
     # ------------------------------------------------------------------------------ the round
     def run_round(self, round_idx: int) -> RoundRecord:

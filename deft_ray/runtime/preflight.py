@@ -59,7 +59,8 @@ def check_against_data(config: RunConfig, task) -> None:
     from deft_ray.learning.metrics import METRIC_RANGES
     from deft_ray.learning.partition import partition_indices
 
-    labels = np.asarray(task.train["label"])
+    train = task.train
+    labels = np.asarray(train["label"]) if "label" in train.column_names else np.zeros(len(train), dtype=np.int64)
     if config.num_devices > len(labels):
         raise InputError("devices", config.num_devices, f"there are more devices than the {len(labels)} training "
                          "examples", "use fewer devices, or raise data.max_train_examples")

@@ -7,13 +7,15 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from deft_ray.config import RunConfig
+from deft_ray.learning.metrics import best
 from deft_ray.runtime.records import DeviceMemory, RoundRecord, RunSummary
 
 
 def summarize(config: RunConfig, records: Sequence[RoundRecord],
               memory_usage: Mapping[str, Mapping[str, float]] | None, *, metric: str) -> RunSummary:
     """The summary of ``records``; ``memory_usage`` is each device process's ``rss_bytes`` and
-    ``uss_bytes`` (``None`` when the devices ran in this process)."""
+    ``uss_bytes`` (``None`` when the devices ran in this process). ``best_<metric>`` is the best
+    evaluation in the metric's direction (the lowest eval loss or perplexity, else the highest)."""
     evaluated = [r for r in records if r.evaluation]
     device_memory = None
     if memory_usage:
@@ -29,5 +31,5 @@ def summarize(config: RunConfig, records: Sequence[RoundRecord],
         mean_measured_latency_s=float(np.mean([r.measured_latency_s for r in records])) if records else None,
         final_loss=records[-1].loss if records else None,
         final_evaluation=dict(evaluated[-1].evaluation) if evaluated else None,
-        metric=metric, best_metric=max(r.evaluation[metric] for r in evaluated) if evaluated else None,
+        metric=metric, best_metric=best(metric, [r.evaluation[metric] for r in evaluated]) if evaluated else None,
         events=sum(len(r.events) for r in records), device_memory=device_memory)
