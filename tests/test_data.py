@@ -432,6 +432,12 @@ def test_regression_metrics():
     assert metrics.compute_metrics(spec, np.full(5, 3.0), labels) == {"pearson": 0.0, "spearmanr": 0.0}
 
 
+def test_spearman_ranks_ties_by_their_mean():
+    # ranks: labels [1, 2.5, 2.5, 4], predictions [1, 3, 2, 4]; Pearson of the ranks by hand
+    result = metrics.compute_metrics(tasks.get_task("stsb"), np.array([1.0, 3.0, 2.0, 4.0]), np.array([1.0, 2.0, 2.0, 3.0]))
+    assert result["spearmanr"] == pytest.approx(4.5 / np.sqrt(4.5 * 5.0))
+
+
 def test_metrics_reject_length_mismatch():
     with pytest.raises(InputError, match="predictions"):
         metrics.compute_metrics(tasks.get_task("rte"), np.zeros(3), np.zeros(4))
