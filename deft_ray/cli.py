@@ -86,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", metavar="DIR", help="output folder (default: runs/sweep-<time>)")
     sweep.add_argument("--config", metavar="FILE", help="sweep settings YAML (default: configs/sweep.yaml's values)")
     sweep.set_defaults(handler=_sweep_command)
+
+    show = commands.add_parser("show", help="one run's summary and where its files are",
+                               description="Summarise a finished or stopped run from its directory.")
+    show.add_argument("run_dir", metavar="RUN_DIR")
+    show.set_defaults(handler=_show_command)
+
+    compare = commands.add_parser("compare", help="compare runs in one table and overlaid plots",
+                                  description="Compare runs: one table (printed and written as comparison.csv), "
+                                              "latency per round and metric against emulated time overlaid.")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", metavar="DIR", help="folder for comparison.csv, latency.png and metric.png "
+                         "(default: runs/compare-<time>)")
+    compare.add_argument("--metric", metavar="NAME", help="evaluation metric to compare (default: the first run's "
+                         "primary metric)")
+    compare.set_defaults(handler=_compare_command)
     return parser
 
 
@@ -182,6 +197,26 @@ def _sweep_command(args: argparse.Namespace) -> int:
     settings = load_sweep_settings(args.config)
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     paths = run_sweep(args.experiment, seeds=args.seeds, out_dir=out, settings=settings)
+    print(f"deft-ray: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ show, compare
+def _show_command(args: argparse.Namespace) -> int:
+    from deft_ray.experiments.runs import load_run, print_run
+
+    print_run(load_run(args.run_dir))
+    return 0
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    import time
+
+    from deft_ray.experiments.runs import compare_runs, load_run
+
+    runs = [load_run(path) for path in args.run_dirs]
+    out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    paths = compare_runs(runs, out, metric=args.metric)
     print(f"deft-ray: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0
 

@@ -2,7 +2,8 @@
 
 ``write_run_plots`` draws one run: round latency, the evaluation metric and training loss against
 emulated time, and each device's compute and upload seconds. ``write_comparison_plot`` overlays
-several runs' metric against emulated time (time to accuracy per scheme). Figures are built with
+several runs' metric against emulated time (time to accuracy per scheme), and
+``write_latency_comparison_plot`` their round latencies. Figures are built with
 the object-oriented :class:`~matplotlib.figure.Figure` API, so no display is needed and pyplot's
 global state is untouched.
 """
@@ -67,6 +68,31 @@ def write_comparison_plot(runs: Mapping[str, Sequence[Record]], out_path: str | 
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--", linewidth=0.8, label=f"target {target:g}")
     ax.set(xlabel="emulated time (s)", ylabel=metric, title=title or f"{metric} against emulated time")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return _save(fig, Path(out_path))
+
+
+def write_latency_comparison_plot(runs: Mapping[str, Sequence[Record]], out_path: str | Path) -> Path:
+    """One colour per run (labelled by its key): measured round latency per round as a solid line,
+    planned as a dashed one.
+
+    Raises:
+        ValueError: ``runs`` is empty.
+    """
+    if not runs:
+        raise ValueError("runs is empty: give at least one {label: records} entry to compare")
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for index, (label, records) in enumerate(runs.items()):
+        rounds = [r.round_idx for r in records]
+        ax.plot(rounds, _floats(r.measured_latency_s for r in records), "-", color=f"C{index}",
+                label=f"{label} measured")
+        ax.plot(rounds, _floats(r.planned_latency_s for r in records), "--", color=f"C{index}", alpha=0.7,
+                label=f"{label} planned")
+    ax.set(xlabel="round", ylabel="round latency (s)", title="round latency per round")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     return _save(fig, Path(out_path))
