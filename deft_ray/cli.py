@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="set any config key, e.g. --set network.bandwidth_hz=5e6 (repeatable; values are YAML)")
     run.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (default: refuse)")
     run.add_argument("--local", action="store_true", help="run devices in this process, without Ray (debugging)")
+    run.add_argument("--quiet", action="store_true", help="print only the summary and the run directory")
+    run.add_argument("--log-format", choices=["text", "json"], default="text",
+                     help="text: a line per round; json: one JSON object per round (its ledger line), then "
+                          "one for the summary (default: text)")
     run.set_defaults(handler=_run_command)
 
     profile = commands.add_parser("profile", help="measure a model's per-block compute time and memory",
@@ -169,10 +173,12 @@ def _run_command(args: argparse.Namespace) -> int:
                 raise InputError(option, value, "cannot be combined with --resume (the run keeps its own)",
                                  "drop it, or start a new run without --resume")
         config = resolve_resume(args.resume, overrides)
-        run(config, out_dir=args.resume, use_ray=not args.local, resume=True)
+        run(config, out_dir=args.resume, use_ray=not args.local, resume=True, log_format=args.log_format,
+            quiet=args.quiet)
         return 0
     config = resolve_config(args.config, overrides, num_devices=args.devices)
-    run(config, out_dir=args.out, use_ray=not args.local, overwrite=args.overwrite)
+    run(config, out_dir=args.out, use_ray=not args.local, overwrite=args.overwrite, log_format=args.log_format,
+        quiet=args.quiet)
     return 0
 
 
