@@ -51,6 +51,7 @@ class Device:
             torch.cuda.set_per_process_memory_fraction(
                 min(1.0, spec.memory_budget_bytes / torch.cuda.get_device_properties(0).total_memory))
             self.model.to("cuda")
+        self.num_examples = len(indices)
         stream_seed = np.random.SeedSequence([setup.seed, *spec.name.encode()]).generate_state(1)[0]
         self.stream = BatchStream(TensorTable(train_columns), indices, batch_size=setup.batch_size,
                                   seed=int(stream_seed))
@@ -113,7 +114,7 @@ class Device:
         return BlockUpload(device=self.spec.name, round_idx=order.round_idx, blocks=order.blocks,
                            tensors=arrays, kind="delta" if isinstance(order, LocalUpdateOrder) else "gradients", loss=loss,
                            measured_compute_s=measured_s, compute_s=compute_s, upload_s=upload_s, payload_bits=payload_bits, memory_need_bytes=need,
-                           peak_memory_bytes=float(peak_bytes))
+                           peak_memory_bytes=float(peak_bytes), num_examples=self.num_examples)
 
     def memory_usage(self) -> dict[str, float]:
         """This device process's resident memory: ``rss_bytes`` and ``uss_bytes`` (pages only it

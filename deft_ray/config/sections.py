@@ -91,16 +91,27 @@ class DataConfig:
     """sst2, rte, mrpc, stsb (GLUE) or synthetic-sentiment (built in, no network)."""
     data_dir: str | None = None
     """Folder with <task>/train.tsv and <task>/validation.tsv; without it GLUE comes from the hub."""
-    partition: Literal["iid", "dirichlet"] = "iid"
-    """How training examples are split across devices: iid, or dirichlet label skew."""
+    partition: Literal["iid", "dirichlet", "pathological", "shard", "size-skewed"] = "iid"
+    """How training examples are split across devices (Flower Datasets' partitioners): iid; dirichlet label skew; pathological (each device holds classes_per_device classes); shard (label-sorted shards, shards_per_device each); size-skewed (device i gets a share proportional to (i + 1) ** size_exponent)."""
     dirichlet_alpha: Positive = 0.5
     """Concentration of the dirichlet partition (smaller: more skew)."""
+    classes_per_device: PositiveWhole = 1
+    """pathological: the classes each device holds (float labels count as 5 quantile bins)."""
+    shards_per_device: PositiveWhole = 2
+    """shard: the label-sorted shards each device gets."""
+    size_exponent: NonNegative = 1.0
+    """size-skewed: device i (0-based, in config order) gets a share proportional to (i + 1) ** this; 0 is equal sizes."""
     batch_size: PositiveWhole = 16
     """Examples per device per round."""
     max_train_examples: PositiveWhole | None = None
     """Keep a seeded random subset of at most this many training examples (empty: all)."""
     max_eval_examples: PositiveWhole | None = 512
     """Keep a seeded random subset of at most this many validation examples (empty: all)."""
+
+    def partition_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`~deft_ray.learning.partition.partition_indices` these settings give."""
+        return dict(scheme=self.partition, alpha=self.dirichlet_alpha, classes_per_device=self.classes_per_device,
+                    shards_per_device=self.shards_per_device, size_exponent=self.size_exponent)
 
     @model_validator(mode="after")
     def _known(self) -> DataConfig:
