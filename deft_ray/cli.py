@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="set any config key, e.g. --set network.bandwidth_hz=5e6 (repeatable; values are YAML)")
     run.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (default: refuse)")
     run.add_argument("--local", action="store_true", help="run devices in this process, without Ray (debugging)")
+    run.add_argument("--report-to", nargs="+", metavar="NAME", choices=["tensorboard", "mlflow", "wandb"],
+                     help="also log the run to tensorboard, mlflow and/or wandb (config key report_to)")
     run.add_argument("--quiet", action="store_true", help="print only the summary and the run directory")
     run.add_argument("--log-format", choices=["text", "json"], default="text",
                      help="text: a line per round; json: one JSON object per round (its ledger line), then "
@@ -165,7 +167,8 @@ def _run_command(args: argparse.Namespace) -> int:
                  "model.name_or_path": args.model, "seed": args.seed, "clock": args.clock,
                  "reliability.on_device_failure": args.on_device_failure,
                  "reliability.straggler_deadline": args.straggler_deadline,
-                 "reliability.checkpoint_every": args.checkpoint_every}.items() if value is not None}
+                 "reliability.checkpoint_every": args.checkpoint_every, "report_to": args.report_to}.items()
+                 if value is not None}
     if args.resume:
         for option, value in (("--config", args.config), ("--out", args.out), ("--devices", args.devices),
                               ("--overwrite", args.overwrite or None)):

@@ -8,6 +8,7 @@ The same function serves ``deft-ray run`` and the job entrypoints; the rounds co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -15,7 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,6 +25,7 @@ from rich.table import Table
 from deft_ray.config import RunConfig, apply_overrides, load_config
 from deft_ray.errors import InputError
 from deft_ray.experiments.terminal import output_console
+from deft_ray.reporting import Reporter, make_reporters
 from deft_ray.runtime.interrupts import Interrupted, StopNow, StopRequest, stop_on_signals
 from deft_ray.runtime.preflight import check_against_data, check_against_model
 from deft_ray.runtime.records import (EventKind, RoundRecord, RunFinished, RunInterrupted, RunStarted, RunSummary,
@@ -115,10 +117,12 @@ def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool =
         raise InputError("--log-format", log_format, "is not a log format", f"give one of {', '.join(LOG_FORMATS)}")
     console = console or output_console()
     run_dir = RunDirectory(out_dir or default_out_dir(config))
+    reporters = make_reporters(config.report_to)  # a missing extra fails here, before Ray starts
     task = load_config_task(config)  # bad data fails here, before Ray starts
     check_against_data(config, task)
     stop = StopRequest()
-    with run_dir.locked("--resume" if resume else "--out"), stop_on_signals(stop):
+    with run_dir.locked("--resume" if resume else "--out"), stop_on_signals(stop), \
+            _reporting(reporters, config, run_dir.root) as report:
         if not resume:
             run_dir.claim(overwrite=overwrite)
         opening = (f"deft-ray: {config.num_devices} devices, scheme {config.scheme}, task {config.data.task}, "
@@ -127,9 +131,12 @@ def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool =
             print(opening, file=sys.stderr, flush=True)
         elif not quiet:
             console.print(opening, soft_wrap=True)
+        report.start()
         try:
             summary = _follow((ray_stream if use_ray else local_stream)(config, run_dir, task, resume, stop),
-                              config, console, log_format=log_format, quiet=quiet)
+                              config, console, log_format=log_format, quiet=quiet, reporters=reporters)
+            if isinstance(summary, RunSummary):
+                report.finish(summary)
         except StopNow as now:
             from deft_ray.runtime.checkpoint import latest_checkpoint
 
@@ -151,8 +158,41 @@ def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool =
     return summary
 
 
+class _Reporting:
+    """The run's reporters (``report_to``) around the run: started once the run directory is
+    claimed, given the summary at the end, closed whatever happens."""
+
+    def __init__(self, reporters: Sequence[Reporter], config: RunConfig, run_dir: Path):
+        self.reporters, self.config, self.run_dir = reporters, config, run_dir
+        self.started: list[Reporter] = []
+        self.completed = False
+
+    def start(self) -> None:
+        for reporter in self.reporters:
+            reporter.start(self.config, self.run_dir)
+            self.started.append(reporter)
+
+    def finish(self, summary: RunSummary) -> None:
+        for reporter in self.started:
+            reporter.finish(summary, self.run_dir)
+        self.completed = True
+
+    def close(self) -> None:
+        for reporter in self.started:
+            reporter.close(completed=self.completed)
+
+
+@contextlib.contextmanager
+def _reporting(reporters: Sequence[Reporter], config: RunConfig, run_dir: Path) -> Iterator[_Reporting]:
+    report = _Reporting(reporters, config, run_dir)
+    try:
+        yield report
+    finally:
+        report.close()
+
+
 def _follow(stream, config: RunConfig, console: Console, *, log_format: str = "text",
-            quiet: bool = False) -> RunSummary | RunInterrupted:
+            quiet: bool = False, reporters: Sequence[Reporter] = ()) -> RunSummary | RunInterrupted:
     """Print the stream's rounds (under a progress bar on a terminal); return how the run ended."""
     columns = (TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
@@ -164,6 +204,8 @@ def _follow(stream, config: RunConfig, console: Console, *, log_format: str = "t
                 progress.update(bar, completed=item.rounds_done, status=f"resumed after round {item.rounds_done}"
                                 if item.rounds_done else "running")
             elif isinstance(item, RoundRecord):
+                for reporter in reporters:
+                    reporter.log_round(item)
                 if log_format == "json":
                     print(json.dumps(item.to_json()), file=console.file, flush=True)
                 elif not quiet:

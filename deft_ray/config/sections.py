@@ -276,6 +276,8 @@ class RunConfig:
     storage_path: str = "runs"
     """Folder that receives run directories (<time>-<scheme>) unless --out names one: a shared file
     system path on a cluster, or the head node's local disk (the coordinator runs there)."""
+    report_to: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = ()
+    """Where else the run is logged (config, per-round metrics, plots, adapter): tensorboard (event files in the run directory), mlflow (MLFLOW_TRACKING_URI, else a file store next to the run directory), wandb (WANDB_MODE=offline keeps it local); each needs its extra, e.g. pip install 'deft-ray[mlflow]'."""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
