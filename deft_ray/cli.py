@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="set any config key, e.g. --set network.bandwidth_hz=5e6 (repeatable; values are YAML)")
     run.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (default: refuse)")
     run.add_argument("--local", action="store_true", help="run devices in this process, without Ray (debugging)")
+    run.add_argument("--report-to", nargs="+", metavar="NAME", choices=["tensorboard", "mlflow", "wandb"],
+                     help="also log the run to tensorboard, mlflow and/or wandb (config key report_to)")
+    run.add_argument("--quiet", action="store_true", help="print only the summary and the run directory")
+    run.add_argument("--log-format", choices=["text", "json"], default="text",
+                     help="text: a line per round; json: one JSON object per round (its ledger line), then "
+                          "one for the summary (default: text)")
     run.set_defaults(handler=_run_command)
 
     profile = commands.add_parser("profile", help="measure a model's per-block compute time and memory",
@@ -89,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", metavar="DIR", help="output folder (default: runs/sweep-<time>)")
     sweep.add_argument("--config", metavar="FILE", help="sweep settings YAML (default: configs/sweep.yaml's values)")
     sweep.set_defaults(handler=_sweep_command)
+
+    show = commands.add_parser("show", help="one run's summary and where its files are",
+                               description="Summarise a finished or stopped run from its directory.")
+    show.add_argument("run_dir", metavar="RUN_DIR")
+    show.set_defaults(handler=_show_command)
+
+    compare = commands.add_parser("compare", help="compare runs in one table and overlaid plots",
+                                  description="Compare runs: one table (printed and written as comparison.csv), "
+                                              "latency per round and metric against emulated time overlaid.")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    compare.add_argument("--out", metavar="DIR", help="folder for comparison.csv, latency.png and metric.png "
+                         "(default: runs/compare-<time>)")
+    compare.add_argument("--metric", metavar="NAME", help="evaluation metric to compare (default: the first run's "
+                         "primary metric)")
+    compare.set_defaults(handler=_compare_command)
     return parser
 
 
@@ -149,7 +170,8 @@ def _run_command(args: argparse.Namespace) -> int:
                  "model.name_or_path": args.model, "seed": args.seed, "clock": args.clock,
                  "reliability.on_device_failure": args.on_device_failure,
                  "reliability.straggler_deadline": args.straggler_deadline,
-                 "reliability.checkpoint_every": args.checkpoint_every}.items() if value is not None}
+                 "reliability.checkpoint_every": args.checkpoint_every, "report_to": args.report_to}.items()
+                 if value is not None}
     if args.resume:
         for option, value in (("--config", args.config), ("--out", args.out), ("--devices", args.devices),
                               ("--overwrite", args.overwrite or None)):
@@ -157,10 +179,12 @@ def _run_command(args: argparse.Namespace) -> int:
                 raise InputError(option, value, "cannot be combined with --resume (the run keeps its own)",
                                  "drop it, or start a new run without --resume")
         config = resolve_resume(args.resume, overrides)
-        run(config, out_dir=args.resume, use_ray=not args.local, resume=True)
+        run(config, out_dir=args.resume, use_ray=not args.local, resume=True, log_format=args.log_format,
+            quiet=args.quiet)
         return 0
     config = resolve_config(args.config, overrides, num_devices=args.devices)
-    run(config, out_dir=args.out, use_ray=not args.local, overwrite=args.overwrite)
+    run(config, out_dir=args.out, use_ray=not args.local, overwrite=args.overwrite, log_format=args.log_format,
+        quiet=args.quiet)
     return 0
 
 
@@ -185,6 +209,26 @@ def _sweep_command(args: argparse.Namespace) -> int:
     settings = load_sweep_settings(args.config)
     out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     paths = run_sweep(args.experiment, seeds=args.seeds, out_dir=out, settings=settings)
+    print(f"deft-ray: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ show, compare
+def _show_command(args: argparse.Namespace) -> int:
+    from deft_ray.experiments.runs import load_run, print_run
+
+    print_run(load_run(args.run_dir))
+    return 0
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    import time
+
+    from deft_ray.experiments.runs import compare_runs, load_run
+
+    runs = [load_run(path) for path in args.run_dirs]
+    out = Path(args.out or f"runs/compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    paths = compare_runs(runs, out, metric=args.metric)
     print(f"deft-ray: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0
 

@@ -8,13 +8,15 @@ The same function serves ``deft-ray run`` and the job entrypoints; the rounds co
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +24,8 @@ from rich.table import Table
 
 from deft_ray.config import RunConfig, apply_overrides, load_config
 from deft_ray.errors import InputError
+from deft_ray.experiments.terminal import output_console
+from deft_ray.reporting import Reporter, make_reporters
 from deft_ray.runtime.interrupts import Interrupted, StopNow, StopRequest, stop_on_signals
 from deft_ray.runtime.preflight import check_against_data, check_against_model
 from deft_ray.runtime.records import (EventKind, RoundRecord, RunFinished, RunInterrupted, RunStarted, RunSummary,
@@ -84,9 +88,21 @@ def default_out_dir(config: RunConfig) -> Path:
     return Path(config.storage_path).expanduser() / f"{time.strftime('%Y%m%d-%H%M%S')}-{config.scheme}"
 
 
+#: ``--log-format`` values: ``text`` prints a line per round (a progress bar on a terminal),
+#: ``json`` one JSON object per round (the round's ledger line) and one for the summary.
+LOG_FORMATS = ("text", "json")
+
+
 def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool = True,
-        console: Console | None = None, resume: bool = False, overwrite: bool = False) -> RunSummary | None:
+        console: Console | None = None, resume: bool = False, overwrite: bool = False,
+        log_format: str = "text", quiet: bool = False) -> RunSummary | None:
     """Run every round of ``config``; return the summary. The run directory is printed at the end.
+
+    Output goes to ``console`` (default: stdout, laid out :data:`~deft_ray.experiments.terminal.LOG_WIDTH`
+    columns wide when it is not a terminal, so round lines never wrap in a log). ``quiet`` prints
+    only the summary and the run directory. ``log_format="json"`` prints, instead, one JSON object
+    per line: each round's ledger line (docs/architecture.md, "Run directory"), then
+    ``{"summary": ..., "run_directory": ...}``; the opening line goes to stderr.
 
     ``resume``: continue the run in ``out_dir`` from its latest checkpoint (see :func:`resolve_resume`).
     A new run refuses an ``out_dir`` that holds a run unless ``overwrite`` is set; two runs never
@@ -97,19 +113,30 @@ def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool =
     from deft_ray.runtime.build import load_config_task
     from deft_ray.runtime.ledger import RunDirectory
 
-    console = console or Console()
+    if log_format not in LOG_FORMATS:
+        raise InputError("--log-format", log_format, "is not a log format", f"give one of {', '.join(LOG_FORMATS)}")
+    console = console or output_console()
     run_dir = RunDirectory(out_dir or default_out_dir(config))
+    reporters = make_reporters(config.report_to)  # a missing extra fails here, before Ray starts
     task = load_config_task(config)  # bad data fails here, before Ray starts
     check_against_data(config, task)
     stop = StopRequest()
-    with run_dir.locked("--resume" if resume else "--out"), stop_on_signals(stop):
+    with run_dir.locked("--resume" if resume else "--out"), stop_on_signals(stop), \
+            _reporting(reporters, config, run_dir.root) as report:
         if not resume:
             run_dir.claim(overwrite=overwrite)
-        console.print(f"deft-ray: {config.num_devices} devices, scheme {config.scheme}, task {config.data.task}, "
-                      f"{config.rounds} rounds, {config.clock} clock")
+        opening = (f"deft-ray: {config.num_devices} devices, scheme {config.scheme}, task {config.data.task}, "
+                   f"{config.rounds} rounds, {config.clock} clock")
+        if log_format == "json":
+            print(opening, file=sys.stderr, flush=True)
+        elif not quiet:
+            console.print(opening, soft_wrap=True)
+        report.start()
         try:
             summary = _follow((ray_stream if use_ray else local_stream)(config, run_dir, task, resume, stop),
-                              config, console)
+                              config, console, log_format=log_format, quiet=quiet, reporters=reporters)
+            if isinstance(summary, RunSummary):
+                report.finish(summary)
         except StopNow as now:
             from deft_ray.runtime.checkpoint import latest_checkpoint
 
@@ -122,23 +149,67 @@ def run(config: RunConfig, *, out_dir: str | Path | None = None, use_ray: bool =
                  if summary.checkpoint else "no round completed, so there is nothing to resume")
         raise Interrupted(f"{_signal_name(stop.signum)}: stopped after round {summary.rounds_done}; {where}",
                           signum=stop.signum)
+    if log_format == "json":
+        print(json.dumps({"summary": summary.to_json(), "run_directory": str(run_dir.root.resolve())}),
+              file=console.file, flush=True)
+        return summary
     print_summary(summary, console)
-    console.print(f"run directory: {run_dir.root.resolve()}")
+    console.print(f"run directory: {run_dir.root.resolve()}", soft_wrap=True)
     return summary
 
 
-def _follow(stream, config: RunConfig, console: Console) -> RunSummary | RunInterrupted:
-    """Print the stream's rounds under a progress bar; return how the run ended."""
+class _Reporting:
+    """The run's reporters (``report_to``) around the run: started once the run directory is
+    claimed, given the summary at the end, closed whatever happens."""
+
+    def __init__(self, reporters: Sequence[Reporter], config: RunConfig, run_dir: Path):
+        self.reporters, self.config, self.run_dir = reporters, config, run_dir
+        self.started: list[Reporter] = []
+        self.completed = False
+
+    def start(self) -> None:
+        for reporter in self.reporters:
+            reporter.start(self.config, self.run_dir)
+            self.started.append(reporter)
+
+    def finish(self, summary: RunSummary) -> None:
+        for reporter in self.started:
+            reporter.finish(summary, self.run_dir)
+        self.completed = True
+
+    def close(self) -> None:
+        for reporter in self.started:
+            reporter.close(completed=self.completed)
+
+
+@contextlib.contextmanager
+def _reporting(reporters: Sequence[Reporter], config: RunConfig, run_dir: Path) -> Iterator[_Reporting]:
+    report = _Reporting(reporters, config, run_dir)
+    try:
+        yield report
+    finally:
+        report.close()
+
+
+def _follow(stream, config: RunConfig, console: Console, *, log_format: str = "text",
+            quiet: bool = False, reporters: Sequence[Reporter] = ()) -> RunSummary | RunInterrupted:
+    """Print the stream's rounds (under a progress bar on a terminal); return how the run ended."""
     columns = (TextColumn("[bold]round"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[status]}"))
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True,
+                  disable=quiet or log_format == "json" or not console.is_terminal) as progress:
         bar = progress.add_task("rounds", total=config.rounds, status="starting devices")
         for item in stream:
             if isinstance(item, RunStarted):
                 progress.update(bar, completed=item.rounds_done, status=f"resumed after round {item.rounds_done}"
                                 if item.rounds_done else "running")
             elif isinstance(item, RoundRecord):
-                progress.console.print(round_line(item))
+                for reporter in reporters:
+                    reporter.log_round(item)
+                if log_format == "json":
+                    print(json.dumps(item.to_json()), file=console.file, flush=True)
+                elif not quiet:
+                    progress.console.print(round_line(item), soft_wrap=True, markup=False, highlight=False)
                 progress.update(bar, advance=1, status=f"loss {item.loss:.3f}")
             elif isinstance(item, RunWarning):
                 print(f"deft-ray: warning: {item.message}", file=sys.stderr, flush=True)

@@ -290,17 +290,18 @@ def class_labels():
     return np.random.default_rng(7).integers(0, 2, size=1000)
 
 
-@pytest.mark.parametrize("scheme", ["iid", "dirichlet"])
+@pytest.mark.parametrize("scheme", ["iid", "dirichlet", "pathological", "shard", "size-skewed"])
 @pytest.mark.parametrize("num_devices", [1, 3, 10])
 def test_partition_is_disjoint_covering_and_reproducible(class_labels, scheme, num_devices):
-    parts = partition.partition_indices(class_labels, num_devices, scheme=scheme, alpha=0.3, seed=5)
+    options = {"alpha": 0.3, "classes_per_device": 1 if num_devices > 1 else 2}  # one device must hold both
+    parts = partition.partition_indices(class_labels, num_devices, scheme=scheme, seed=5, **options)
     assert len(parts) == num_devices and all(len(part) >= 1 for part in parts)
     merged = np.concatenate(parts)
     assert np.array_equal(np.sort(merged), np.arange(len(class_labels)))
-    again = partition.partition_indices(class_labels, num_devices, scheme=scheme, alpha=0.3, seed=5)
+    again = partition.partition_indices(class_labels, num_devices, scheme=scheme, seed=5, **options)
     assert all(np.array_equal(a, b) for a, b in zip(parts, again))
     if num_devices > 1:
-        other = partition.partition_indices(class_labels, num_devices, scheme=scheme, alpha=0.3, seed=6)
+        other = partition.partition_indices(class_labels, num_devices, scheme=scheme, seed=6, **options)
         assert not all(np.array_equal(a, b) for a, b in zip(parts, other))
 
 
@@ -328,8 +329,49 @@ def test_dirichlet_bins_regression_labels():
     labels = np.random.default_rng(0).uniform(0, 5, size=500).astype(np.float32)
     parts = partition.partition_indices(labels, 5, scheme="dirichlet", alpha=0.05, seed=1)
     assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(500))
-    means = [labels[part].mean() for part in parts if len(part) > 20]
-    assert max(means) - min(means) > 1.0  # devices see different score ranges
+    bins = np.digitize(labels, np.quantile(labels, [0.2, 0.4, 0.6, 0.8]))  # the 5 quantile bins, by hand
+    iid = partition.partition_indices(labels, 5, scheme="iid", seed=1)
+    assert label_skew(bins, parts) > 3 * label_skew(bins, iid)  # devices see different score ranges
+
+
+def test_pathological_devices_hold_only_their_classes():
+    labels = np.repeat([0, 1, 2, 3], 50)
+    parts = partition.partition_indices(labels, 8, scheme="pathological", classes_per_device=1, seed=0)
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(200))
+    assert [len(np.unique(labels[part])) for part in parts] == [1] * 8
+    assert sorted({int(labels[part][0]) for part in parts}) == [0, 1, 2, 3]  # every class is on some device
+    two = partition.partition_indices(labels, 8, scheme="pathological", classes_per_device=2, seed=0)
+    assert [len(np.unique(labels[part])) for part in two] == [2] * 8
+
+
+def test_pathological_refuses_to_leave_classes_on_no_device():
+    with pytest.raises(InputError, match=r"^data.classes_per_device = 1: 2 devices x 1 classes leave some of the "
+                                         r"4 classes on no device; give at least 2$"):
+        partition.partition_indices(np.repeat([0, 1, 2, 3], 5), 2, scheme="pathological", seed=0)
+
+
+def test_shards_are_label_sorted_runs_and_use_every_example(class_labels):
+    parts = partition.partition_indices(class_labels, 10, scheme="shard", shards_per_device=1, seed=0)
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(len(class_labels)))
+    # one shard of the label-sorted data per device: all but the shard that straddles the two classes are pure
+    assert sum(len(np.unique(class_labels[part])) == 1 for part in parts) >= 9
+    assert label_skew(class_labels, parts) > 0.4
+
+
+def test_size_skewed_shares_grow_as_a_power_of_the_device_index(class_labels):
+    sizes = [len(p) for p in partition.partition_indices(class_labels, 4, scheme="size-skewed", size_exponent=2.0,
+                                                         seed=0)]
+    assert sum(sizes) == 1000
+    assert sizes[:3] == [int(1000 * k ** 2 / 30) for k in (1, 2, 3)]  # shares 1 : 4 : 9 : 16 of 30
+    equal = [len(p) for p in partition.partition_indices(class_labels, 4, scheme="size-skewed", size_exponent=0.0,
+                                                         seed=0)]
+    assert equal == [250] * 4
+
+
+def test_label_counts_per_device():
+    labels = np.array([0, 0, 1, 1, 1, 0])
+    names, counts = partition.label_counts(labels, [np.array([0, 1, 2]), np.array([3, 4, 5])])
+    assert names == ["0", "1"] and counts.tolist() == [[2, 1], [1, 2]]
 
 
 @pytest.mark.parametrize(
@@ -339,7 +381,9 @@ def test_dirichlet_bins_regression_labels():
         ({"num_devices": 11}, InputError, "num_devices"),
         ({"alpha": 0.0}, InputError, "alpha"),
         ({"alpha": -1.0}, InputError, "alpha"),
-        ({"scheme": "shards"}, UnknownNameError, "dirichlet, iid"),
+        ({"scheme": "shards"}, UnknownNameError, "dirichlet, iid, pathological, shard, shared, size-skewed"),
+        ({"scheme": "pathological", "classes_per_device": 2}, InputError, r"data.classes_per_device = 2: must be in 1..1"),
+        ({"scheme": "shard", "shards_per_device": 6}, InputError, "2 devices x 6 shards exceed the 10"),
     ],
 )
 def test_partition_rejects_bad_arguments(kwargs, error, match):
@@ -435,6 +479,12 @@ def test_regression_metrics():
     assert monotone["spearmanr"] == pytest.approx(1.0) and monotone["pearson"] < 0.99
     assert metrics.compute_metrics(spec, -labels, labels)["pearson"] == pytest.approx(-1.0)
     assert metrics.compute_metrics(spec, np.full(5, 3.0), labels) == {"pearson": 0.0, "spearmanr": 0.0}
+
+
+def test_spearman_ranks_ties_by_their_mean():
+    # ranks: labels [1, 2.5, 2.5, 4], predictions [1, 3, 2, 4]; Pearson of the ranks by hand
+    result = metrics.compute_metrics(tasks.get_task("stsb"), np.array([1.0, 3.0, 2.0, 4.0]), np.array([1.0, 2.0, 2.0, 3.0]))
+    assert result["spearmanr"] == pytest.approx(4.5 / np.sqrt(4.5 * 5.0))
 
 
 def test_metrics_reject_length_mismatch():

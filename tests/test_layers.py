@@ -17,6 +17,7 @@ LAYERS = {
     "deft_ray.edge": (False, False),
     "deft_ray.config": (False, False),
     "deft_ray.experiments": (False, False),
+    "deft_ray.reporting": (False, False),
     "deft_ray.learning": (True, False),
     "deft_ray.runtime": (True, False),
     "deft_ray.actors": (True, True),

@@ -51,6 +51,10 @@ class Device:
             torch.cuda.set_per_process_memory_fraction(
                 min(1.0, spec.memory_budget_bytes / torch.cuda.get_device_properties(0).total_memory))
             self.model.to("cuda")
+        self.num_examples = len(indices)
+        from deft_ray.actors.metrics import DeviceMetrics, in_ray_worker
+
+        self.metrics = DeviceMetrics(spec.name) if in_ray_worker() else None  # only a device actor exports
         stream_seed = np.random.SeedSequence([setup.seed, *spec.name.encode()]).generate_state(1)[0]
         self.stream = BatchStream(TensorTable(train_columns), indices, batch_size=setup.batch_size,
                                   seed=int(stream_seed))
@@ -110,10 +114,13 @@ class Device:
         payload_bits = float(sum(array.size * array.itemsize * 8 for array in arrays.values()))
         upload_s = transfer_time_s(payload_bits, order.rate_bps)
         clock.elapse(upload_s)
-        return BlockUpload(device=self.spec.name, round_idx=order.round_idx, blocks=order.blocks,
+        upload = BlockUpload(device=self.spec.name, round_idx=order.round_idx, blocks=order.blocks,
                            tensors=arrays, kind="delta" if isinstance(order, LocalUpdateOrder) else "gradients", loss=loss,
                            measured_compute_s=measured_s, compute_s=compute_s, upload_s=upload_s, payload_bits=payload_bits, memory_need_bytes=need,
-                           peak_memory_bytes=float(peak_bytes))
+                           peak_memory_bytes=float(peak_bytes), num_examples=self.num_examples)
+        if self.metrics is not None:
+            self.metrics.observe(upload)
+        return upload
 
     def memory_usage(self) -> dict[str, float]:
         """This device process's resident memory: ``rss_bytes`` and ``uss_bytes`` (pages only it

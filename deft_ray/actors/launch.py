@@ -23,7 +23,7 @@ from deft_ray.runtime.build import coordinator_for, prepare
 from deft_ray.runtime.coordinator import Coordinator
 from deft_ray.runtime.ledger import RunDirectory
 from deft_ray.runtime.interrupts import StopNow, StopRequest
-from deft_ray.runtime.records import Event, EventKind, RunFinished, RunStarted, RunStreamItem
+from deft_ray.runtime.records import Event, EventKind, RoundRecord, RunFinished, RunStarted, RunStreamItem
 from deft_ray.runtime.round_kinds import RoundError
 
 
@@ -112,7 +112,13 @@ class CoordinatorActor:
         return RunStarted(self.coordinator.rounds_done)
 
     def run(self):
-        yield from _coordinator_stream(self.coordinator)
+        from deft_ray.actors.metrics import RoundMetrics
+
+        metrics = RoundMetrics(self.coordinator.config.scheme)
+        for item in _coordinator_stream(self.coordinator):
+            if isinstance(item, RoundRecord):
+                metrics.observe(item)
+            yield item
 
     def request_stop(self) -> None:
         """Stop after the round in flight (the actor runs two threads, so this arrives during :meth:`run`)."""

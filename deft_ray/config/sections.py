@@ -123,11 +123,16 @@ class DataConfig:
     """instruction and text: evaluation examples in the same formats (empty: hold out 5% of the training rows)."""
     dataset: str | None = None
     """instruction and text: a hub dataset name instead of files (its train split, and its validation or test split)."""
-    partition: Literal["iid", "dirichlet", "shared"] = "iid"
-    """How training examples are split across devices: iid, dirichlet label skew (classification
-    only), or shared (every device draws from the whole training set, as centralised training does)."""
+    partition: Literal["iid", "dirichlet", "pathological", "shard", "size-skewed", "shared"] = "iid"
+    """How training examples are split across devices (Flower Datasets' partitioners): iid; dirichlet label skew; pathological (each device holds classes_per_device classes); shard (label-sorted shards, shards_per_device each); size-skewed (device i gets a share proportional to (i + 1) ** size_exponent); shared (every device draws from the whole training set, as centralised training does)."""
     dirichlet_alpha: Positive = 0.5
     """Concentration of the dirichlet partition (smaller: more skew)."""
+    classes_per_device: PositiveWhole = 1
+    """pathological: the classes each device holds (float labels count as 5 quantile bins)."""
+    shards_per_device: PositiveWhole = 2
+    """shard: the label-sorted shards each device gets."""
+    size_exponent: NonNegative = 1.0
+    """size-skewed: device i (0-based, in config order) gets a share proportional to (i + 1) ** this; 0 is equal sizes."""
     batch_size: PositiveWhole = 16
     """Examples per device per round."""
     max_train_examples: PositiveWhole | None = None
@@ -139,6 +144,11 @@ class DataConfig:
     exact match at every evaluation (0: no generation)."""
     max_new_tokens: PositiveWhole = 32
     """Longest greedy answer, in tokens, generated for exact match."""
+
+    def partition_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`~deft_ray.learning.partition.partition_indices` these settings give."""
+        return dict(scheme=self.partition, alpha=self.dirichlet_alpha, classes_per_device=self.classes_per_device,
+                    shards_per_device=self.shards_per_device, size_exponent=self.size_exponent)
 
     @model_validator(mode="after")
     def _known(self) -> DataConfig:
@@ -163,9 +173,9 @@ class DataConfig:
         if self.train_file is not None and self.dataset is not None:
             raise FieldProblem("dataset", self.dataset, "is given with data.train_file, and a task reads one source",
                                "give either data.train_file or data.dataset, not both")
-        if self.partition == "dirichlet" and get_task(self.task).kind == "causal-lm":
+        if self.partition in ("dirichlet", "pathological", "shard") and get_task(self.task).kind == "causal-lm":
             raise FieldProblem("partition", self.partition, f"needs class labels, and task {self.task!r} has none",
-                               "use partition iid")
+                               "use partition iid, size-skewed or shared")
         return self
 
 
@@ -321,6 +331,8 @@ class RunConfig:
     storage_path: str = "runs"
     """Folder that receives run directories (<time>-<scheme>) unless --out names one: a shared file
     system path on a cluster, or the head node's local disk (the coordinator runs there)."""
+    report_to: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = ()
+    """Where else the run is logged (config, per-round metrics, plots, adapter): tensorboard (event files in the run directory), mlflow (MLFLOW_TRACKING_URI, else a file store next to the run directory), wandb (WANDB_MODE=offline keeps it local); each needs its extra, e.g. pip install 'deft-ray[mlflow]'."""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)

@@ -1,8 +1,10 @@
 """PNG plots of a run's round records (its ``metrics.jsonl``; no torch, no Ray).
 
 ``write_run_plots`` draws one run: round latency, the evaluation metric and training loss against
-emulated time, and each device's compute and upload seconds. ``write_comparison_plot`` overlays
-several runs' metric against emulated time (time to accuracy per scheme). Figures are built with
+emulated time, and each device's compute and upload seconds; ``write_label_distribution_plot`` each
+device's training examples by label. ``write_comparison_plot`` overlays
+several runs' metric against emulated time (time to accuracy per scheme), and
+``write_latency_comparison_plot`` their round latencies. Figures are built with
 the object-oriented :class:`~matplotlib.figure.Figure` API, so no display is needed and pyplot's
 global state is untouched.
 """
@@ -69,6 +71,54 @@ def write_comparison_plot(runs: Mapping[str, Sequence[Record]], out_path: str | 
     ax.set(xlabel="emulated time (s)", ylabel=metric, title=title or f"{metric} against emulated time")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
+    return _save(fig, Path(out_path))
+
+
+def write_latency_comparison_plot(runs: Mapping[str, Sequence[Record]], out_path: str | Path) -> Path:
+    """One colour per run (labelled by its key): measured round latency per round as a solid line,
+    planned as a dashed one.
+
+    Raises:
+        ValueError: ``runs`` is empty.
+    """
+    if not runs:
+        raise ValueError("runs is empty: give at least one {label: records} entry to compare")
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for index, (label, records) in enumerate(runs.items()):
+        rounds = [r.round_idx for r in records]
+        ax.plot(rounds, _floats(r.measured_latency_s for r in records), "-", color=f"C{index}",
+                label=f"{label} measured")
+        ax.plot(rounds, _floats(r.planned_latency_s for r in records), "--", color=f"C{index}", alpha=0.7,
+                label=f"{label} planned")
+    ax.set(xlabel="round", ylabel="round latency (s)", title="round latency per round")
+    ax.set_ylim(bottom=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    return _save(fig, Path(out_path))
+
+
+def write_label_distribution_plot(device_names: Sequence[str], label_names: Sequence[str], counts: np.ndarray,
+                                  out_path: str | Path) -> Path:
+    """Per device, one stacked bar of its training examples by label (``counts``: devices x labels),
+    its total written at the bar's end: how skewed the partition is."""
+    counts = np.asarray(counts)
+    fig = Figure(figsize=(7, max(2.5, 1.6 + 0.35 * len(device_names))), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(device_names))
+    left = np.zeros(len(device_names))
+    for j, label in enumerate(label_names):
+        ax.barh(y, counts[:, j], left=left, color=f"C{j % 10}", label=f"label {label}")
+        left += counts[:, j]
+    for i, total in enumerate(left):
+        ax.text(total, i, f" {int(total)}", va="center", fontsize="small")
+    ax.set_yticks(y, list(device_names))
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.15 * max(float(left.max(initial=0.0)), 1.0))
+    ax.set(xlabel="training examples", ylabel="device", title="training examples per device, by label")
+    ax.grid(axis="x", alpha=0.3)
+    _legend_below(fig, ax.containers)
     return _save(fig, Path(out_path))
 
 

@@ -1,4 +1,5 @@
-"""Each task's evaluation metrics (accuracy, F1, Pearson and Spearman correlation), and which way is better.
+"""Each task's evaluation metrics, and which way is better: accuracy and binary F1 from
+scikit-learn, Pearson and Spearman correlation from scipy.
 
 A causal LM's ``eval_loss``, ``perplexity`` and ``exact_match`` are computed by
 :mod:`deft_ray.learning.generation`; loss and perplexity are the metrics where lower is better.
@@ -18,8 +19,9 @@ def compute_metrics(spec: TaskSpec, predictions: np.ndarray, labels: np.ndarray)
     """Score predictions with ``spec.metric_names``.
 
     ``predictions`` are class ids or logits of shape (n, num_labels) for classification, and
-    scores of shape (n,) or (n, 1) for regression. Pearson and Spearman correlations of a constant
-    input are undefined and reported as 0.0.
+    scores of shape (n,) or (n, 1) for regression. F1 is that of the positive class 1, 0.0 when
+    there is neither a predicted nor a true positive. Pearson and Spearman correlations of a
+    constant input are undefined and reported as 0.0.
     """
     predictions, labels = np.asarray(predictions), np.asarray(labels).reshape(-1)
     if spec.is_regression:
@@ -32,12 +34,16 @@ def compute_metrics(spec: TaskSpec, predictions: np.ndarray, labels: np.ndarray)
     return {name: float(_METRICS[name](predictions, labels)) for name in spec.metric_names}
 
 
+def _accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.metrics import accuracy_score
+
+    return accuracy_score(labels, predictions)
+
+
 def _f1(predictions: np.ndarray, labels: np.ndarray) -> float:
-    """Binary F1 of the positive class 1: 2 tp / (2 tp + fp + fn)."""
-    true_positives = np.sum((predictions == 1) & (labels == 1))
-    wrong = np.sum(predictions != labels)
-    denominator = 2 * true_positives + wrong
-    return 2 * true_positives / denominator if denominator else 0.0
+    from sklearn.metrics import f1_score
+
+    return f1_score(labels, predictions, pos_label=1, average="binary", zero_division=0.0)
 
 
 def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -46,7 +52,7 @@ def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
 
         if np.ptp(predictions) == 0 or np.ptp(labels) == 0:
             return 0.0
-        return getattr(stats, kind)(predictions, labels)[0]
+        return getattr(stats, kind)(predictions, labels).statistic
 
     return score
 
@@ -57,7 +63,7 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
 """The values each metric can take (a target outside them can never be reached)."""
 
 _METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "accuracy": lambda predictions, labels: np.mean(predictions == labels),
+    "accuracy": _accuracy,
     "f1": _f1,
     "pearson": _correlation("pearsonr"),
     "spearmanr": _correlation("spearmanr"),

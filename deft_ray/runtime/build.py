@@ -119,8 +119,7 @@ def prepare(config: RunConfig, task: Any = None, *, profile_file: str | None = N
 
     profile, events = _block_profile(config, model, train_columns, profile_file)
     specs = config.device_specs(profile)
-    partitions = partition_indices(train_columns["labels"], len(specs), scheme=config.data.partition,
-                                   alpha=config.data.dirichlet_alpha, seed=config.seed)
+    partitions = partition_indices(train_columns["labels"], len(specs), seed=config.seed, **config.data.partition_options())
     setup = DeviceSetup(model_path=model_path, num_labels=task.spec.num_labels, lora=lora, seed=config.seed,
                         batch_size=config.data.batch_size, clock=Clock(config.clock, config.time_scale),
                         block_memory_bytes=tuple(b.memory_bytes for b in profile), optimizer=config.optimizer)
@@ -179,6 +178,16 @@ def _block_profile(config: RunConfig, model: Any, train_columns: Mapping[str, np
     return profile, events
 
 
+def _write_label_plot(prepared: Prepared, run_dir: RunDirectory) -> None:
+    """``plots/labels.png``: each device's training examples by label."""
+    from deft_ray.experiments.plots import write_label_distribution_plot
+    from deft_ray.learning.partition import label_counts
+
+    names, counts = label_counts(prepared.train_columns["labels"], list(prepared.partitions))
+    write_label_distribution_plot([spec.name for spec in prepared.specs], names, counts,
+                                  run_dir.plots_dir / "labels.png")
+
+
 def coordinator_for(config: RunConfig, prepared: Prepared, pool: DevicePool, planner: PlannerLike,
                     run_dir: RunDirectory, *, resume: bool) -> Coordinator:
     """The coordinator of a run whose devices and planner are ready; ``resume`` restores the latest
@@ -188,6 +197,7 @@ def coordinator_for(config: RunConfig, prepared: Prepared, pool: DevicePool, pla
     run_dir.create(config, resume=resume)
     if not resume:
         run_dir.write_profile(prepared.profile, source=config.profile or "measured at start-up, one thread, made monotone")
+        _write_label_plot(prepared, run_dir)
     server_stream = None
     if prepared.model.head_block is not None:
         server_stream = BatchStream(TensorTable(prepared.train_columns), np.arange(len(prepared.train_columns["labels"])),

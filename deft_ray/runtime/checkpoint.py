@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 FORMAT = "deft-ray-checkpoint 1"
 _NAME = re.compile(r"^round-(\d{6,})\.ckpt$")
 #: Config fields that may differ between a checkpoint and the run resuming it.
-RESUMABLE_CHANGES = ("rounds", "round_timeout_s", "storage_path", "reliability")
+RESUMABLE_CHANGES = ("rounds", "round_timeout_s", "storage_path", "reliability", "report_to")
 
 
 class CheckpointError(DeftRayError):

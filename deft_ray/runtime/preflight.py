@@ -64,8 +64,7 @@ def check_against_data(config: RunConfig, task) -> None:
     if config.num_devices > len(labels):
         raise InputError("devices", config.num_devices, f"there are more devices than the {len(labels)} training "
                          "examples", "use fewer devices, or raise data.max_train_examples")
-    parts = partition_indices(labels, config.num_devices, scheme=config.data.partition,
-                              alpha=config.data.dirichlet_alpha, seed=config.seed)
+    parts = partition_indices(labels, config.num_devices, seed=config.seed, **config.data.partition_options())
     smallest = min(len(part) for part in parts)
     if config.data.batch_size > smallest:
         raise InputError("data.batch_size", config.data.batch_size,

@@ -70,6 +70,8 @@ class BlockUpload:
     """Measured: the CUDA allocator's peak during the step on a GPU, else the process's peak
     resident memory (shared backbone pages included)."""
     kind: str = "gradients"
+    num_examples: int = 0
+    """The device's training examples (its partition's size): FedAvg's weight of its update."""
 
     @property
     def latency_s(self) -> float:

@@ -8,7 +8,8 @@ blocks a failed device leaves uncovered, and turns the uploads into the adapter'
   the gradients of its blocks on one batch; every block arrives exactly once, the gradients are
   assembled and the server's optimizer steps (docs/method.md, "Problem 1: block allocation at given bandwidth").
 - :class:`LocalUpdateAveraging` (fedavg, ffa-lora): each device trains the whole adapter for E
-  local steps and uploads the change; the server adds the mean change (docs/method.md,
+  local steps and uploads the change; the server adds the mean change, weighted by the devices'
+  numbers of examples (docs/method.md,
   "Federated baselines").
 """
 
@@ -102,8 +103,9 @@ class BlockAssembly(RoundKind):
 
 
 class LocalUpdateAveraging(RoundKind):
-    """Federated: each device's E local steps over the whole adapter, averaged with equal weights
-    (the partitions are equal in size)."""
+    """Federated: each device's E local steps over the whole adapter, averaged with weights
+    proportional to the devices' numbers of training examples (FedAvg, McMahan et al. 2017; equal
+    weights when the partitions are equal in size)."""
 
     def __init__(self, *, local_steps: int, train_lora_a: bool):
         self.local_steps = local_steps
@@ -118,16 +120,19 @@ class LocalUpdateAveraging(RoundKind):
         return [] if accepted else sorted(set(lost_blocks))  # any update covers every block
 
     def apply(self, model, optimizer, uploads, server_batch):
-        """Every parameter the devices trained moves by the mean of their changes; the others
-        (FFA-LoRA's A) stay."""
+        """Every parameter the devices trained moves by the mean of their changes, weighted by
+        their ``num_examples``; the others (FFA-LoRA's A) stay."""
         import torch
 
         if not uploads:
             raise RoundError("a federated round ended with no device update")
+        assert all(upload.num_examples > 0 for upload in uploads), "an update without its number of examples"
+        weights = np.array([upload.num_examples for upload in uploads], dtype=float)
         parameters = model.named_trainable_parameters()
         with torch.no_grad():
             for name in uploads[0].tensors:
-                mean = np.mean([upload.tensors[name] for upload in uploads], axis=0)
+                changes = [upload.tensors[name] for upload in uploads]
+                mean = np.average(changes, axis=0, weights=weights).astype(changes[0].dtype)
                 parameters[name].add_(torch.from_numpy(mean).to(parameters[name].device))
         return float(np.mean([upload.loss for upload in uploads]))
 

@@ -36,7 +36,7 @@ def check_run_directory_of(out, config: RunConfig, num_blocks: int):
     assert records[-1]["evaluation"] is not None
     assert records[-1]["emulated_time_s"] == pytest.approx(sum(r["measured_latency_s"] for r in records))
     assert (out / "adapter" / "adapter_config.json").is_file()
-    assert sorted(p.name for p in (out / "plots").iterdir()) == ["devices.png", "latency.png", "metric.png"]
+    assert sorted(p.name for p in (out / "plots").iterdir()) == ["devices.png", "labels.png", "latency.png", "metric.png"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rounds"] == config.rounds and summary["devices"] == config.num_devices
     return records

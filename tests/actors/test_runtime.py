@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -121,6 +122,42 @@ def test_federated_schemes_run_on_the_same_harness(tiny_bert, tmp_path, scheme, 
         assert not changed & set(lora_a), "FFA-LoRA keeps A frozen"
     else:
         assert set(lora_a) <= changed
+
+
+def test_fedavg_weighs_each_update_by_its_device_examples(tiny_bert):
+    import numpy as np
+
+    from deft_ray.learning.lora import LoraSpec
+    from deft_ray.learning.model import BlockModel
+    from deft_ray.runtime.records import BlockUpload
+    from deft_ray.runtime.round_kinds import LocalUpdateAveraging
+
+    model = BlockModel.from_pretrained(tiny_bert, num_labels=2, lora=LoraSpec(), seed=0)
+    name, parameter = next(iter(model.named_trainable_parameters().items()))
+    before = parameter.detach().clone().numpy()
+
+    def update(device: str, change: float, num_examples: int) -> BlockUpload:
+        return BlockUpload(device=device, round_idx=1, blocks=(0, 1, 2, 3), kind="delta", loss=0.5,
+                           tensors={name: np.full(before.shape, change, dtype=np.float32)}, measured_compute_s=0.0,
+                           compute_s=0.0, upload_s=0.0, payload_bits=0.0, memory_need_bytes=0.0, peak_memory_bytes=0.0,
+                           num_examples=num_examples)
+
+    kind = LocalUpdateAveraging(local_steps=1, train_lora_a=True)
+    kind.apply(model, None, [update("a", 1.0, 10), update("b", 5.0, 30)], None)
+    moved = parameter.detach().numpy() - before
+    np.testing.assert_allclose(moved, (10 * 1.0 + 30 * 5.0) / 40, rtol=1e-6)  # 4.0, not the plain mean 3.0
+
+
+def test_size_skewed_partition_reaches_the_devices_and_the_label_plot(tiny_bert, tmp_path, tiny_config):
+    from deft_ray.actors.launch import build_local
+    from deft_ray.runtime.ledger import RunDirectory
+
+    config = tiny_config(tiny_bert, rounds=1, scheme="fedavg",
+                         data={**dataclasses.asdict(tiny_config(tiny_bert).data), "partition": "size-skewed"})
+    coordinator = build_local(config, RunDirectory(tmp_path / "run"))
+    sizes = [device.num_examples for device in coordinator.pool.devices.values()]
+    assert sum(sizes) == 400 and sizes == sorted(sizes) and sizes[0] < sizes[-1] / 4  # shares 1 : 2 : ... : 6
+    assert (tmp_path / "run" / "plots" / "labels.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def torch_equal(a, b) -> bool:
