@@ -179,7 +179,7 @@ def _block_profile(config: RunConfig, model: Any, train_columns: Mapping[str, np
 
 
 def _write_label_plot(prepared: Prepared, run_dir: RunDirectory) -> None:
-    """``plots/labels.png``: each device's training examples by label."""
+    """``plots/labels.png``: each device's training examples by label (classification and regression tasks)."""
     from deft_ray.experiments.plots import write_label_distribution_plot
     from deft_ray.learning.partition import label_counts
 
@@ -197,7 +197,8 @@ def coordinator_for(config: RunConfig, prepared: Prepared, pool: DevicePool, pla
     run_dir.create(config, resume=resume)
     if not resume:
         run_dir.write_profile(prepared.profile, source=config.profile or "measured at start-up, one thread, made monotone")
-        _write_label_plot(prepared, run_dir)
+        if np.ndim(prepared.train_columns["labels"]) == 1:  # a causal LM's token labels have no classes
+            _write_label_plot(prepared, run_dir)
     server_stream = None
     if prepared.model.head_block is not None:
         server_stream = BatchStream(TensorTable(prepared.train_columns), np.arange(len(prepared.train_columns["labels"])),
