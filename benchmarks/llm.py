@@ -123,7 +123,7 @@ def centralised(config: RunConfig, *, steps: int) -> tuple[dict[str, float], dic
     """Plain LoRA fine-tuning of the same model: ``steps`` AdamW steps on batches drawn from the
     whole training set, every block trained at once. Returns the pre-trained model's evaluation
     (the LoRA starts at zero), the final evaluation and the wall time."""
-    from deft_ray.learning.batches import BatchStream, TensorTable
+    from deft_ray.learning.centralised import train_centrally
     from deft_ray.learning.validation import evaluate_adapter
     from deft_ray.runtime.build import prepare
 
@@ -132,16 +132,8 @@ def centralised(config: RunConfig, *, steps: int) -> tuple[dict[str, float], dic
     before = evaluate_adapter(model, prepared.evaluation)
     start = time.perf_counter()
     optimizer = config.optimizer.build(list(model.named_trainable_parameters().values()))
-    stream = BatchStream(TensorTable(prepared.train_columns), np.arange(len(prepared.train_columns["labels"])),
-                         batch_size=config.data.batch_size, seed=config.seed)
-    blocks = list(range(model.num_blocks))
-    for _ in range(steps):
-        gradients, _ = model.block_gradients(blocks, stream.next_batch())
-        named = model.named_trainable_parameters()
-        for name, gradient in gradients.items():
-            named[name].grad = gradient
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    train_centrally(model, prepared.train_columns, optimizer, steps=steps, batch_size=config.data.batch_size,
+                    seed=config.seed)
     return before, evaluate_adapter(model, prepared.evaluation), time.perf_counter() - start
 
 

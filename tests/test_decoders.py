@@ -33,12 +33,7 @@ AUTO_TARGETS = {"llama": {"q_proj", "v_proj"}, "qwen2": {"q_proj", "v_proj"}, "q
 PROMPTS = ["add 2 3\n5", "reverse abc\ncba", "upper qwe\nQWE"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,7 @@ FAMILIES = ("bert", "roberta")
 SENTENCES = ["a gripping, funny film", "dull", "the plot never quite comes together", "fine acting"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; many threads on a busy machine are 50x slower."""
-    num_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(num_threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
