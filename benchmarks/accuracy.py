@@ -37,7 +37,7 @@ def centralised(config: RunConfig, *, steps: int) -> tuple[dict[str, float], flo
     parameters = list(model.named_trainable_parameters().values())
     optimizer = config.optimizer.build(parameters)
     train_centrally(model, prepared.train_columns, optimizer, steps=steps, batch_size=config.data.batch_size,
-                    seed=config.seed)
+                    seed=config.seed, schedule=config.optimizer.build_schedule(optimizer, total_steps=steps))
     return evaluate_adapter(model, prepared.evaluation), time.perf_counter() - start
 
 

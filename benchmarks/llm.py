@@ -133,7 +133,7 @@ def centralised(config: RunConfig, *, steps: int) -> tuple[dict[str, float], dic
     start = time.perf_counter()
     optimizer = config.optimizer.build(list(model.named_trainable_parameters().values()))
     train_centrally(model, prepared.train_columns, optimizer, steps=steps, batch_size=config.data.batch_size,
-                    seed=config.seed)
+                    seed=config.seed, schedule=config.optimizer.build_schedule(optimizer, total_steps=steps))
     return before, evaluate_adapter(model, prepared.evaluation), time.perf_counter() - start
 
 

@@ -189,6 +189,12 @@ class OptimizerConfig:
     """Learning rate."""
     weight_decay: NonNegative = 0.0
     """Decoupled (adamw) or L2 (sgd) weight decay."""
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """How the learning rate moves over the run's optimizer steps (one per round): constant, or
+    linear or cosine decay to 0 at the last round; DEFT schemes only (the federated devices train
+    locally at a fixed lr)."""
+    warmup_rounds: NonNegativeWhole = 0
+    """Rounds over which the learning rate rises linearly from 0 to lr before the schedule."""
 
     def build(self, parameters: Sequence[Any]):
         """The torch optimizer over ``parameters``."""
@@ -196,6 +202,13 @@ class OptimizerConfig:
 
         optimizer = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[self.name]
         return optimizer(parameters, lr=self.lr, weight_decay=self.weight_decay)
+
+    def build_schedule(self, optimizer: Any, *, total_steps: int):
+        """The learning-rate scheduler of ``optimizer`` over ``total_steps`` steps (transformers')."""
+        from transformers import get_scheduler
+
+        name = "constant_with_warmup" if self.schedule == "constant" else self.schedule
+        return get_scheduler(name, optimizer, num_warmup_steps=self.warmup_rounds, num_training_steps=total_steps)
 
 
 @dataclass(frozen=True, kw_only=True, config=SECTION)
@@ -353,6 +366,14 @@ class RunConfig:
         names = [group.name for group in self.devices]
         if len(set(names)) != len(names):
             raise FieldProblem("devices", names, "group names repeat", "give every group its own name")
+        if self.optimizer.schedule != "constant" and self.build_scheme().replicates_blocks:
+            raise FieldProblem("optimizer.schedule", self.optimizer.schedule,
+                               f"applies to the server's steps, and scheme {self.scheme} trains on the devices",
+                               "use schedule: constant with a federated scheme")
+        if self.optimizer.warmup_rounds >= self.rounds and self.optimizer.warmup_rounds:
+            raise FieldProblem("optimizer.warmup_rounds", self.optimizer.warmup_rounds,
+                               f"leaves no round after the warm-up (rounds: {self.rounds})",
+                               "use fewer warm-up rounds than rounds")
         if self.profile is not None and self.profile not in PACKAGED_PROFILES and not Path(self.profile).is_file():
             raise FieldProblem("profile", self.profile, "no such file", "give a profile JSON or leave it empty")
         return self

@@ -12,9 +12,10 @@ import numpy as np
 
 
 def train_centrally(model: Any, train_columns: dict[str, np.ndarray], optimizer: Any, *, steps: int,
-                    batch_size: int, seed: int) -> None:
+                    batch_size: int, seed: int, schedule: Any = None) -> None:
     """Take ``steps`` optimizer steps of ``model``'s whole adapter, each on a seeded batch of
-    ``batch_size`` examples drawn from all of ``train_columns``."""
+    ``batch_size`` examples drawn from all of ``train_columns``; ``schedule`` (a learning-rate
+    scheduler of ``optimizer``) steps after each."""
     from deft_ray.learning.batches import BatchStream, TensorTable
 
     stream = BatchStream(TensorTable(train_columns), np.arange(len(train_columns["labels"])),
@@ -26,4 +27,6 @@ def train_centrally(model: Any, train_columns: dict[str, np.ndarray], optimizer:
         for name, gradient in gradients.items():
             named[name].grad = gradient
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         optimizer.zero_grad(set_to_none=True)

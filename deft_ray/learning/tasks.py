@@ -81,6 +81,12 @@ def get_task(name: str) -> TaskSpec:
     return _TASKS[name]
 
 
+def scored_metric_names(spec: TaskSpec, *, generates: bool) -> tuple[str, ...]:
+    """The metrics a run scores, the primary one first: ``exact_match`` needs generations
+    (``generates``: a causal LM with ``data.exact_match_examples`` above 0)."""
+    return tuple(name for name in spec.metric_names if generates or name != "exact_match")
+
+
 def primary_metric(spec: TaskSpec) -> str:
     """The metric that ranks runs: accuracy (sst2, rte, synthetic), f1 (mrpc), pearson (stsb),
     eval_loss (instruction, text), exact_match (synthetic-instructions)."""

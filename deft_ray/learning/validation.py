@@ -22,6 +22,13 @@ class ValidationSet:
     """A causal LM's prompts to answer greedily (:class:`~deft_ray.learning.causal_batches.GenerationSet`),
     for ``exact_match``; ``None`` scores no generations."""
 
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics :func:`evaluate_adapter` returns, the primary one first."""
+        from deft_ray.learning.tasks import scored_metric_names
+
+        return scored_metric_names(self.spec, generates=self.generation is not None)
+
 
 def evaluate_adapter(model: Any, evaluation: ValidationSet) -> dict[str, float]:
     """Score the model on the validation columns with the task's metrics, the primary one first
@@ -34,7 +41,7 @@ def evaluate_adapter(model: Any, evaluation: ValidationSet) -> dict[str, float]:
     if getattr(evaluation.spec, "kind", "classification") == "causal-lm":
         from deft_ray.learning.generation import evaluate_causal
 
-        return evaluate_causal(model, evaluation.columns, evaluation.generation, evaluation.spec.metric_names)
+        return evaluate_causal(model, evaluation.columns, evaluation.generation, evaluation.metric_names)
     columns = evaluation.columns
     labels = columns["labels"]
     lengths = columns["attention_mask"].sum(axis=1) if "attention_mask" in columns else np.zeros(len(labels))

@@ -62,6 +62,8 @@ class Checkpoint:
     """Length of ``metrics.jsonl`` after this round's line."""
     config: Mapping[str, Any]
     """The resolved config of the run that wrote it (as :func:`~deft_ray.config.to_dict`)."""
+    schedule: Mapping[str, Any] | None = None
+    """The learning-rate scheduler's ``state_dict()`` (``None`` in checkpoints written before it)."""
 
     def _meta(self) -> dict[str, Any]:
         return {"round_idx": self.round_idx, "coordinator_rng": self.coordinator_rng,
@@ -91,7 +93,7 @@ def save_checkpoint(folder: str | Path, checkpoint: Checkpoint) -> Path:
                               "move it aside if this run should replace it")
     buffer = io.BytesIO()
     torch.save({"adapter": dict(checkpoint.adapter), "optimizer": checkpoint.optimizer,
-                "meta": json.dumps(_plain(checkpoint._meta()))}, buffer)
+                "schedule": checkpoint.schedule, "meta": json.dumps(_plain(checkpoint._meta()))}, buffer)
     payload = buffer.getvalue()
     header = f"{FORMAT} sha256={hashlib.sha256(payload).hexdigest()}\n".encode()
     temporary = folder / f".{path.name}.tmp-{os.getpid()}"
@@ -137,7 +139,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
         meta = json.loads(state["meta"])
-        return Checkpoint(adapter=state["adapter"], optimizer=state["optimizer"],
+        return Checkpoint(adapter=state["adapter"], optimizer=state["optimizer"], schedule=state.get("schedule"),
                           live_devices=tuple(meta.pop("live_devices")), **meta)
     except Exception as error:  # noqa: BLE001 - any decoding failure means the same to the user
         raise CheckpointError(f"checkpoint {path} cannot be decoded ({type(error).__name__}: "
@@ -227,6 +229,7 @@ def save_run_checkpoint(coordinator: Coordinator, round_idx: int, *, at_round_st
     stream = coordinator.server_stream
     return save_checkpoint(run_dir.checkpoints_dir, Checkpoint(
         round_idx=round_idx, adapter=coordinator.model.trainable_state(), optimizer=coordinator.optimizer.state_dict(),
+        schedule=coordinator.schedule.state_dict(),
         coordinator_rng=rng_state, device_streams=coordinator.pool.stream_states(),
         server_stream=stream.state_dict() if stream is not None else None,
         emulated_time_s=coordinator.emulated_time_s, live_devices=live,
@@ -240,6 +243,8 @@ def restore_run(coordinator: Coordinator, checkpoint: Checkpoint, path: Path) ->
     try:
         coordinator.model.load_trainable_state(checkpoint.adapter)
         coordinator.optimizer.load_state_dict(dict(checkpoint.optimizer))
+        if checkpoint.schedule is not None:
+            coordinator.schedule.load_state_dict(dict(checkpoint.schedule))
     except (DeftRayError, ValueError, KeyError) as error:
         raise CheckpointError(f"checkpoint {path} does not fit this model ({error}); resume with the "
                               "run's own config.yaml") from None

@@ -68,6 +68,7 @@ class Coordinator:
         """Batches for the head when it is trained at the server (``head_with: server``)."""
         self.rng = np.random.default_rng(config.seed)
         self.optimizer = config.optimizer.build(list(model.named_trainable_parameters().values()))
+        self.schedule = config.optimizer.build_schedule(self.optimizer, total_steps=config.rounds)
         self.guard = DivergenceGuard(max_loss_growth=config.reliability.max_loss_growth, lr=config.optimizer.lr)
         self.stop_requested = threading.Event()
         """Set from outside (a signal at the driver): stop after the round in flight."""
@@ -178,6 +179,8 @@ class Coordinator:
         self.guard.check(round_idx, uploads)
         server_batch = self.server_stream.next_batch() if self.model.head_block is not None else None
         loss = self.round_kind.apply(self.model, self.optimizer, uploads, server_batch)
+        if self.round_kind.steps_server_optimizer:
+            self.schedule.step()
 
         if self.config.clock == "realtime":
             measured_s = (time.perf_counter() - wall_start) / self.config.time_scale
@@ -309,7 +312,7 @@ class Coordinator:
 
         self.model.save_adapter(str(self.run_dir.adapter_dir))
         summary = summarize(self.config, self.records, self.pool.memory_usage(),
-                            metric=self.evaluation.spec.metric_names[0])
+                            metric=self.evaluation.metric_names[0])
         self.run_dir.write_summary(summary)
         self.run_dir.write_plots(summary.metric)
         return summary

@@ -71,7 +71,9 @@ def check_against_data(config: RunConfig, task) -> None:
                          f"is larger than the smallest device's share of the training set ({smallest} of "
                          f"{len(labels)} examples over {config.num_devices} devices)",
                          f"use at most {smallest}, fewer devices, or more training examples")
-    metric = task.spec.metric_names[0]
+    from deft_ray.learning.tasks import scored_metric_names
+
+    metric = scored_metric_names(task.spec, generates=config.data.exact_match_examples > 0)[0]
     low, high = METRIC_RANGES.get(metric, (-np.inf, np.inf))
     if config.target_metric is not None and not low <= config.target_metric <= high:
         raise InputError("target_metric", config.target_metric, f"{metric} lies in [{low:g}, {high:g}], so the "

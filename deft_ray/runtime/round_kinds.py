@@ -37,6 +37,9 @@ class RoundError(DeftRayError):
 class RoundKind(ABC):
     """How one kind of round turns a plan into work orders and uploads into an update."""
 
+    steps_server_optimizer: bool = True
+    """Whether :meth:`apply` steps the server's optimizer (and so its learning-rate schedule)."""
+
     @abstractmethod
     def order(self, round_idx: int, blocks: tuple[int, ...], *, bandwidth_hz: float, rate_bps: float,
               block_compute_s: float) -> WorkOrder:
@@ -106,6 +109,8 @@ class LocalUpdateAveraging(RoundKind):
     """Federated: each device's E local steps over the whole adapter, averaged with weights
     proportional to the devices' numbers of training examples (FedAvg, McMahan et al. 2017; equal
     weights when the partitions are equal in size)."""
+
+    steps_server_optimizer = False
 
     def __init__(self, *, local_steps: int, train_lora_a: bool):
         self.local_steps = local_steps

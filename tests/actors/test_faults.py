@@ -134,9 +134,11 @@ def fixed_profile(folder: Path) -> str:
 
 def test_resumed_run_matches_the_uninterrupted_one(tiny_bert, tmp_path, tiny_config):
     config = tiny_config(tiny_bert, rounds=6, eval_every=2, profile=fixed_profile(tmp_path),
-                         reliability={"checkpoint_every": 2}, network={"rayleigh_fading": True})
+                         reliability={"checkpoint_every": 2}, network={"rayleigh_fading": True},
+                         optimizer={"schedule": "cosine", "warmup_rounds": 1, "lr": 0.01})
     whole = build_local(config, RunDirectory(tmp_path / "whole"))
     list(whole.run())
+    assert whole.optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # cosine ends at 0
     cut = build_local(config, RunDirectory(tmp_path / "cut"))
     for _ in zip(range(5), cut.run()):  # rounds 1-5, checkpoints after 2 and 4, then "crash"
         pass

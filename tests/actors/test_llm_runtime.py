@@ -84,6 +84,20 @@ def test_a_loss_target_stops_the_run_when_the_loss_falls_below_it(tiny_llama, tm
     assert summary.metric == "eval_loss" and summary.best_metric == records[0]["evaluation"]["eval_loss"]
 
 
+def test_without_generations_the_run_ranks_by_eval_loss(tiny_llama, tmp_path, tiny_config):
+    """exact_match_examples: 0 scores no generations, so synthetic-instructions has no exact match
+    to rank by; the run's metric is then its eval loss."""
+    from deft_ray.config import to_dict
+
+    raw = to_dict(llm_config(tiny_config, tiny_llama))
+    raw["data"].update(exact_match_examples=0)
+    summary = run(tiny_config(tiny_llama, model=raw["model"], data=raw["data"], rounds=2, eval_every=2),
+                  out_dir=tmp_path / "run", use_ray=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert list(records[-1]["evaluation"]) == ["eval_loss", "perplexity"]
+    assert summary.metric == "eval_loss" and summary.best_metric == records[-1]["evaluation"]["eval_loss"]
+
+
 def test_ray_decoder_run_with_device_actors(tiny_llama, tmp_path, ray_local, tiny_config):
     config = llm_config(tiny_config, tiny_llama, scheme="jbba", rounds=2, eval_every=2)
     run(config, out_dir=tmp_path / "run", use_ray=True)
