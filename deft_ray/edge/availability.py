@@ -101,6 +101,12 @@ class Availability:
         online, until_s = self._state(name, time_s)
         return until_s if online else time_s
 
+    def offline_after_s(self, name: str, start_s: float, duration_s: float) -> float | None:
+        """Seconds after ``start_s`` at which ``name``, online then, goes offline when that is
+        within ``duration_s`` (``None``: it stays online throughout)."""
+        away_s = self.online_until_s(name, start_s) - start_s
+        return away_s if away_s < duration_s else None
+
     def next_online_s(self, names: Sequence[str], time_s: float) -> float | None:
         """The earliest time after ``time_s`` at which one of ``names`` offline then comes online
         (``None``: none ever does)."""

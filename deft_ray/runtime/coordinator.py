@@ -279,10 +279,11 @@ class Coordinator:
         accepted, devices, lost, newly_busy, dropped_s = [], {}, [], set(), {}
         for arrival in dispatch.arrivals:
             upload = arrival.upload
-            online_until_s = self.edge.availability.online_until_s(upload.device, self.round_start_s + start_s)
-            if online_until_s - self.round_start_s - start_s < upload.latency_s:  # offline before it was sent
-                order, dropped_s[upload.device] = orders[upload.device], online_until_s - self.round_start_s - start_s
-                reason = f"went offline {dropped_s[upload.device]:.3f} s into the phase, before its upload arrived"
+            away_s = self.edge.availability.offline_after_s(upload.device, self.round_start_s + start_s,
+                                                            upload.latency_s)
+            if away_s is not None:  # offline before its upload arrived
+                order, dropped_s[upload.device] = orders[upload.device], away_s
+                reason = f"went offline {away_s:.3f} s into the phase, before its upload arrived"
                 devices[upload.device] = DeviceRound(blocks=order.blocks, bandwidth_hz=order.bandwidth_hz,
                                                      status=DeviceStatus.FAILED, error=reason)
                 lost.extend(order.blocks)
