@@ -139,3 +139,16 @@ def test_a_run_with_shadowing_mobility_and_availability_end_to_end(tiny_bert, tm
     assert np.all(np.diff(starts) > 0)  # the edge moved on with emulated time, waits included
     assert records[-1]["emulated_time_s"] == pytest.approx(sum(r["measured_latency_s"] + r["waited_s"] for r in records))
     assert "round    8" in out.getvalue()
+
+
+def test_under_the_realtime_clock_a_round_waits_for_devices_too(tiny_bert, tmp_path, tiny_config):
+    names = [f"{group}-{i}" for group in ("fast", "slow") for i in range(3)]
+    config = with_availability(tiny_config, tiny_bert, tmp_path, {n: [[5.0, 1e9]] for n in names}, rounds=2,
+                               profile=fixed_profile(tmp_path), clock="realtime", time_scale=0.01)
+    coordinator = build_local(config, RunDirectory(tmp_path / "run"))
+    list(coordinator.run())
+    records = ledger(tmp_path / "run")
+    check_every_block_once(records)
+    assert records[0]["waited_s"] == pytest.approx(5.0) and records[1]["waited_s"] == 0
+    assert records[0]["emulated_time_s"] == pytest.approx(5.0 + records[0]["measured_latency_s"])
+    assert sorted(records[0]["online"]) == sorted(names)
