@@ -227,6 +227,8 @@ def round_line(record: RoundRecord) -> str:
             f"{record.measured_latency_s:.3f} s  bottleneck {record.bottleneck_device}  loss {record.loss:.4f}")
     if record.evaluation:
         line += "  " + "  ".join(f"{k} {v:.4f}" for k, v in record.evaluation.items())
+    if record.waited_s:
+        line += f"  waited {record.waited_s:.1f} s for devices"
     warnings = [e for e in record.events if e.kind is EventKind.PLANNER_WARNING]
     if warnings:
         line += f"  ({len(warnings)} planner warning{'s' * (len(warnings) > 1)})"

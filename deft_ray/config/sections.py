@@ -222,6 +222,15 @@ class NetworkConfig:
     device, from its SNR at an equal share (docs/method.md, "Rate models")."""
     rayleigh_fading: Annotated[bool, Strict()] = False
     """Redraw |h|^2 ~ Exp(1) for every device every round."""
+    shadowing_db: NonNegative = 0.0
+    """Log-normal shadowing: standard deviation in dB of every device's gain (0: none)."""
+    shadowing_coherence_s: NonNegative = 0.0
+    """Emulated seconds over which shadowing decorrelates: rounds dt apart correlate by
+    exp(-dt / this) (Gauss-Markov); 0 redraws it independently every round."""
+    channel_trace: str | None = None
+    """CSV with columns round,device,channel_gain (linear power gain) that replaces the channel
+    model for the devices it lists, from their first listed round; a device's last row holds
+    for the rounds after it (empty: no trace)."""
 
 
 @dataclass(frozen=True, kw_only=True, config=SECTION)
@@ -251,13 +260,28 @@ class DeviceGroup:
     """Ray memory reservation per device actor."""
     resources: Mapping[str, NonNegative] = dataclasses.field(default_factory=dict)
     """Custom Ray resources per device actor (pins devices to node types)."""
+    speed_mps: NonNegative = 0.0
+    """Mobility: each device walks at this speed within distance_m, reflecting at its bounds,
+    in a random direction each round (0: static)."""
+    mean_online_s: Positive | None = None
+    """Availability: mean online sojourn in emulated seconds of a Markov on/off process (with
+    mean_offline_s; empty: always online)."""
+    mean_offline_s: Positive | None = None
+    """Availability: mean offline sojourn in emulated seconds (with mean_online_s)."""
 
     @model_validator(mode="after")
     def _distances(self) -> DeviceGroup:
         low, high = self.distance_m
         if not 0 < low <= high:
             raise FieldProblem("distance_m", list(self.distance_m), "needs 0 < low <= high", "give [low, high] in metres")
+        if (self.mean_online_s is None) != (self.mean_offline_s is None):
+            given = "mean_online_s" if self.mean_offline_s is None else "mean_offline_s"
+            raise FieldProblem(given, getattr(self, given), "is given without its partner",
+                               "give both mean_online_s and mean_offline_s, or neither")
         return self
+
+    def device_names(self) -> list[str]:
+        return [f"{self.name}-{i}" for i in range(self.count)]
 
     def specs(self, memory_range_bytes: tuple[float, float]) -> list[DeviceSpec]:
         """The group's devices; relative budgets lie in ``memory_range_bytes`` (the cheapest and
@@ -268,11 +292,13 @@ class DeviceGroup:
         distances = (np.linspace(*self.distance_m, num=self.count) if self.count > 1
                      else [float(np.mean(self.distance_m))])
         budget = self.memory_bytes if self.memory_bytes is not None else low + self.memory_fraction * (high - low)
-        return [DeviceSpec(name=f"{self.name}-{i}", compute_scale=self.compute_scale,
+        return [DeviceSpec(name=name, compute_scale=self.compute_scale,
                            memory_budget_bytes=float(budget), distance_m=float(distances[i]),
                            tx_power_w=dbm_to_w(self.tx_power_dbm), num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-                           ray_memory_bytes=self.ray_memory_bytes, resources=dict(self.resources))
-                for i in range(self.count)]
+                           ray_memory_bytes=self.ray_memory_bytes, resources=dict(self.resources),
+                           speed_mps=self.speed_mps, distance_range_m=(float(self.distance_m[0]), float(self.distance_m[1])),
+                           mean_online_s=self.mean_online_s, mean_offline_s=self.mean_offline_s)
+                for i, name in enumerate(self.device_names())]
 
 
 @dataclass(frozen=True, kw_only=True, config=SECTION)
@@ -290,6 +316,10 @@ class ReliabilityConfig:
     max_loss_growth: Annotated[Number, Field(gt=1)] | None = 10.0
     """Stop the run as diverged once a round's training loss exceeds this multiple of the first
     round's (empty: never). A loss or gradient that is not finite always stops it."""
+    availability_trace: str | None = None
+    """JSON file mapping device names to lists of [start_s, end_s] online intervals in emulated
+    seconds; it replaces the Markov model for the devices it names (an empty list: never online);
+    the others follow their group's mean_online_s/mean_offline_s, or are always online."""
 
     @model_validator(mode="after")
     def _deadline(self) -> ReliabilityConfig:
@@ -376,7 +406,23 @@ class RunConfig:
                                "use fewer warm-up rounds than rounds")
         if self.profile is not None and self.profile not in PACKAGED_PROFILES and not Path(self.profile).is_file():
             raise FieldProblem("profile", self.profile, "no such file", "give a profile JSON or leave it empty")
+        self._check_traces()
         return self
+
+    def _check_traces(self) -> None:
+        """Read the channel and availability traces against the run's device names."""
+        from deft_ray.edge.availability import read_availability_trace
+        from deft_ray.edge.channel_trace import TraceProblem, read_channel_trace
+
+        names = {name for group in self.devices for name in group.device_names()}
+        for field, path, read in (("network.channel_trace", self.network.channel_trace, read_channel_trace),
+                                  ("reliability.availability_trace", self.reliability.availability_trace,
+                                   read_availability_trace)):
+            if path is not None:
+                try:
+                    read(path, names)
+                except TraceProblem as problem:
+                    raise FieldProblem(field, path, str(problem), problem.fix) from None
 
     @property
     def num_devices(self) -> int:

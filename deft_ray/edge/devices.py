@@ -20,3 +20,10 @@ class DeviceSpec:
     num_gpus: float = 0.0
     ray_memory_bytes: float | None = None
     resources: Mapping[str, float] = field(default_factory=dict)
+    speed_mps: float = 0.0
+    """Mobility: metres per emulated second within ``distance_range_m`` (0: static)."""
+    distance_range_m: tuple[float, float] | None = None
+    """The group's distance range, the bounds of its mobility."""
+    mean_online_s: float | None = None
+    """Availability: mean online and offline sojourns, emulated seconds (``None``: always online)."""
+    mean_offline_s: float | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
@@ -15,15 +15,17 @@ if TYPE_CHECKING:
 
 
 def round_instance(config: RunConfig, specs: Sequence[DeviceSpec], profile: Sequence[BlockCost],
-                   rng: np.random.Generator | None) -> Instance:
-    """A round's Instance: the profile, and each device's compute scale, memory and channel (path
-    loss, times Rayleigh fading drawn from ``rng`` when the config asks for it)."""
+                   rng: np.random.Generator | None, gains: Mapping[str, float] | None = None) -> Instance:
+    """A round's Instance: the profile, and each device's compute scale, memory and channel:
+    ``gains`` by device name (:meth:`~deft_ray.edge.dynamics.EdgeDynamics.gains`), else path loss
+    at its spec's distance, times Rayleigh fading drawn from ``rng`` when the config asks for it."""
     network = config.network
     noise = dbm_to_w(network.noise_dbm_per_hz)
     devices = tuple(
         device_state(spec.name, compute_scale=spec.compute_scale, memory_bytes=spec.memory_budget_bytes,
                      tx_power_w=spec.tx_power_w,
-                     gain=float(channel_gain(spec.distance_m, rayleigh=network.rayleigh_fading, rng=rng)),
+                     gain=float(gains[spec.name] if gains is not None else
+                                channel_gain(spec.distance_m, rayleigh=network.rayleigh_fading, rng=rng)),
                      rate_model=network.rate_model, noise_psd_w_per_hz=noise, bandwidth_hz=network.bandwidth_hz,
                      num_devices=len(specs))
         for spec in specs)

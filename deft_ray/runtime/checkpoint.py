@@ -11,6 +11,7 @@ the previous checkpoint as it was; an existing checkpoint is never overwritten.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -64,12 +65,14 @@ class Checkpoint:
     """The resolved config of the run that wrote it (as :func:`~deft_ray.config.to_dict`)."""
     schedule: Mapping[str, Any] | None = None
     """The learning-rate scheduler's ``state_dict()`` (``None`` in checkpoints written before it)."""
+    edge: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """:meth:`~deft_ray.edge.dynamics.EdgeDynamics.state_dict`: shadowing, mobility, availability."""
 
     def _meta(self) -> dict[str, Any]:
         return {"round_idx": self.round_idx, "coordinator_rng": self.coordinator_rng,
                 "device_streams": self.device_streams, "server_stream": self.server_stream,
                 "emulated_time_s": self.emulated_time_s, "live_devices": list(self.live_devices),
-                "ledger_bytes": self.ledger_bytes, "config": self.config}
+                "ledger_bytes": self.ledger_bytes, "config": self.config, "edge": self.edge}
 
 
 def checkpoint_path(folder: str | Path, round_idx: int) -> Path:
@@ -223,9 +226,10 @@ def save_run_checkpoint(coordinator: Coordinator, round_idx: int, *, at_round_st
     if at_round_start and path.exists():
         return path
     if at_round_start and coordinator.round_start_state is not None:
-        rng_state, live = coordinator.round_start_state
+        rng_state, live, edge = coordinator.round_start_state
     else:
         rng_state, live = coordinator.rng.bit_generator.state, tuple(spec.name for spec in coordinator.specs)
+        edge = coordinator.edge.state_dict()
     stream = coordinator.server_stream
     return save_checkpoint(run_dir.checkpoints_dir, Checkpoint(
         round_idx=round_idx, adapter=coordinator.model.trainable_state(), optimizer=coordinator.optimizer.state_dict(),
@@ -233,7 +237,7 @@ def save_run_checkpoint(coordinator: Coordinator, round_idx: int, *, at_round_st
         coordinator_rng=rng_state, device_streams=coordinator.pool.stream_states(),
         server_stream=stream.state_dict() if stream is not None else None,
         emulated_time_s=coordinator.emulated_time_s, live_devices=live,
-        ledger_bytes=run_dir.metrics_path.stat().st_size, config=to_dict(coordinator.config)))
+        ledger_bytes=run_dir.metrics_path.stat().st_size, config=to_dict(coordinator.config), edge=edge))
 
 
 def restore_run(coordinator: Coordinator, checkpoint: Checkpoint, path: Path) -> None:
@@ -249,6 +253,7 @@ def restore_run(coordinator: Coordinator, checkpoint: Checkpoint, path: Path) ->
         raise CheckpointError(f"checkpoint {path} does not fit this model ({error}); resume with the "
                               "run's own config.yaml") from None
     coordinator.rng.bit_generator.state = dict(checkpoint.coordinator_rng)
+    coordinator.edge.load_state_dict(checkpoint.edge)
     if checkpoint.server_stream is not None and coordinator.server_stream is not None:
         coordinator.server_stream.load_state_dict(dict(checkpoint.server_stream))
     for name in [spec.name for spec in coordinator.specs if spec.name not in checkpoint.live_devices]:

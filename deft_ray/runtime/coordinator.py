@@ -18,7 +18,9 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from deft_ray.config import RunConfig
+from deft_ray.edge.clock import Clock
 from deft_ray.edge.devices import DeviceSpec
+from deft_ray.edge.dynamics import EdgeDynamics
 from deft_ray.edge.instances import round_instance
 from deft_ray.errors import DeftRayError, InfeasibleError
 from deft_ray.learning.validation import ValidationSet, evaluate_adapter
@@ -30,6 +32,7 @@ from deft_ray.runtime.records import (BlockUpload, DeviceRound, DeviceStatus, Ev
                                       RunInterrupted, RunSummary, RunWarning)
 from deft_ray.runtime.recovery import CoverageError, FailureDecision, RecoveryPolicy
 from deft_ray.runtime.round_kinds import RoundKind
+from deft_ray.runtime.waiting import OnlinePlan, plan_when_online
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,11 @@ class Coordinator:
         self.server_stream = server_stream
         """Batches for the head when it is trained at the server (``head_with: server``)."""
         self.rng = np.random.default_rng(config.seed)
+        self.edge = EdgeDynamics(config, specs)
+        """Every device's channel (shadowing, mobility, trace) and availability over emulated time."""
+        self.clock = Clock(config.clock, config.time_scale)
+        self.round_start_s = 0.0
+        """Emulated time at which the current round's first phase began (after any wait)."""
         self.optimizer = config.optimizer.build(list(model.named_trainable_parameters().values()))
         self.schedule = config.optimizer.build_schedule(self.optimizer, total_steps=config.rounds)
         self.guard = DivergenceGuard(max_loss_growth=config.reliability.max_loss_growth, lr=config.optimizer.lr)
@@ -79,9 +87,9 @@ class Coordinator:
         self.pending_events: list[Event] = list(events)
         self.records: list[RoundRecord] = []
         self.summary: RunSummary | None = None
-        self.round_start_state: tuple[dict[str, Any], tuple[str, ...]] | None = None
-        """The generator state and live devices when the current round began (for a checkpoint
-        of the last completed round when this one fails)."""
+        self.round_start_state: tuple[dict[str, Any], tuple[str, ...], dict[str, Any]] | None = None
+        """The generator state, live devices and edge state when the current round began (for a
+        checkpoint of the last completed round when this one fails)."""
         self.round_events: list[Event] = []
         self._failed_this_round: set[str] = set()
 
@@ -110,6 +118,9 @@ class Coordinator:
             except (CoverageError, DivergenceError) as error:
                 raise self._stopped(error, round_idx) from None
             yield record
+            if record.waited_s > 0:
+                yield RunWarning(f"round {round_idx} waited {record.waited_s:.1f} emulated s for enough devices to "
+                                 "come online to cover the blocks")
             reached = self.meets_target(record)
             last = round_idx == self.config.rounds or reached
             if (every and (round_idx % every == 0 or last)) or (self.stop_requested.is_set() and not last):
@@ -165,14 +176,18 @@ class Coordinator:
     def run_round(self, round_idx: int) -> RoundRecord:
         """One round: plan, dispatch, recover lost blocks, apply, evaluate, record."""
         wall_start = time.perf_counter()
-        self.round_start_state = (self.rng.bit_generator.state, tuple(spec.name for spec in self.specs))
+        self.round_start_state = (self.rng.bit_generator.state, tuple(spec.name for spec in self.specs),
+                                  self.edge.state_dict())
         self._failed_this_round = set()
         events = self.round_events = self.pending_events
         self.pending_events = []
 
-        instance = self.instance_for_round()
-        plan = self._plan(instance, round_idx, events, what="the round")
-        outcomes = [self._dispatch(instance, plan, round_idx, events, busy=frozenset())]
+        planned = self._plan_online([spec.name for spec in self.specs], self._instance_at, round_idx, events,
+                                    at_s=self.emulated_time_s, what="the round")
+        self.emulated_time_s += planned.waited_s
+        self.round_start_s = self.emulated_time_s
+        instance, plan = planned.instance, planned.plan
+        outcomes = [self._dispatch(instance, plan, round_idx, events, busy=frozenset(), start_s=0.0)]
         while outcomes[-1].lost_blocks:
             outcomes.append(self._recover(instance, outcomes, round_idx, events))
         uploads = [upload for outcome in outcomes for upload in outcome.accepted]
@@ -183,7 +198,7 @@ class Coordinator:
             self.schedule.step()
 
         if self.config.clock == "realtime":
-            measured_s = (time.perf_counter() - wall_start) / self.config.time_scale
+            measured_s = (time.perf_counter() - wall_start) / self.config.time_scale - planned.waited_s
         else:
             measured_s = sum(outcome.elapsed_s for outcome in outcomes)
         self.emulated_time_s += measured_s
@@ -195,7 +210,8 @@ class Coordinator:
             plan=plan, planned_latency_s=plan.round_latency_s, measured_latency_s=measured_s,
             devices=outcomes[0].phase.devices, bottleneck_device=max(uploads, key=lambda u: u.latency_s).device,
             loss=loss, evaluation=evaluation, events=(), blocks_applied=sum(len(u.blocks) for u in uploads),
-            recovery=tuple(outcome.phase for outcome in outcomes[1:]))
+            recovery=tuple(outcome.phase for outcome in outcomes[1:]),
+            online=tuple(device.name for device in instance.devices), waited_s=planned.waited_s)
         if self.meets_target(record):
             events.append(Event(kind=EventKind.TARGET_REACHED, metric=next(iter(evaluation)),
                                 value=record.primary_metric, target=self.config.target_metric))
@@ -206,9 +222,40 @@ class Coordinator:
         return record
 
     # ------------------------------------------------------------------------------ its steps
-    def instance_for_round(self) -> Instance:
-        """The planner's view of this round: the live devices' channels drawn from the run's generator."""
-        return round_instance(self.config, self.specs, self.profile, self.rng)
+    def instance_for_round(self, names: Sequence[str] | None = None) -> Instance:
+        """The planner's view of the next round: the channels of the live devices (of ``names``)
+        as the edge is now, with fading drawn from the run's generator."""
+        specs = [spec for spec in self.specs if names is None or spec.name in names]
+        gains = self.edge.gains([spec.name for spec in specs], self.next_round, self.rng)
+        return round_instance(self.config, specs, self.profile, self.rng, gains=gains)
+
+    def _instance_at(self, time_s: float, names: Sequence[str]) -> Instance:
+        self.edge.advance_to(time_s)
+        return self.instance_for_round(names)
+
+    def _plan_online(self, candidates: Sequence[str], instance_of, round_idx: int, events: list[Event], *,
+                     at_s: float, what: str) -> OnlinePlan:
+        """Plan ``what`` on the candidates online at ``at_s``, waiting (emulated time; realtime: it
+        really passes) for more to come online while they cannot cover it (:mod:`~deft_ray.runtime.waiting`)."""
+        def covers(instance: Instance) -> bool:
+            try:
+                self.planner.plan_round(instance, round_idx)
+            except InfeasibleError:
+                return False
+            return True
+
+        try:
+            planned = plan_when_online(candidates, self.edge.availability, at_s=at_s, instance_of=instance_of,
+                                       plan=lambda instance: self._plan(instance, round_idx, events, what=what),
+                                       covers=covers)
+        except CoverageError as error:
+            raise (error if str(error).startswith("round ") else CoverageError(f"round {round_idx}: {what}: {error}"))
+        if planned.waited_s > 0:
+            self.clock.elapse(planned.waited_s)
+            events.append(Event(kind=EventKind.WAITED, detail=f"{what}: {len(planned.offline)} of {len(candidates)} "
+                                f"devices offline ({', '.join(planned.offline)})", waited_s=planned.waited_s,
+                                devices_left=planned.instance.num_devices))
+        return planned
 
     def _plan(self, instance: Instance, round_idx: int, events: list[Event], *, what: str) -> Plan:
         try:
@@ -220,9 +267,10 @@ class Coordinator:
         return planned.plan
 
     def _dispatch(self, instance: Instance, plan: Plan, round_idx: int, events: list[Event], *,
-                  busy: frozenset[str]) -> _PhaseOutcome:
+                  busy: frozenset[str], start_s: float) -> _PhaseOutcome:
         """Send the plan's work orders, then sort what came back into accepted uploads, failed
-        devices (handled by the recovery policy) and stragglers, whose blocks are lost."""
+        devices (handled by the recovery policy), devices that went offline before their upload
+        arrived (``start_s``: the phase's start in the round) and stragglers, whose blocks are lost."""
         realtime = self.config.clock == "realtime"
         scale = self.config.time_scale if realtime else 1.0
         deadline_s = self.policy.deadline_s(plan.round_latency_s)
@@ -231,9 +279,21 @@ class Coordinator:
         adapter = {name: value.numpy() for name, value in self.model.trainable_state().items()}
         dispatch = self.pool.train(orders, adapter, timeout_s=self.config.round_timeout_s,
                                    deadline_s=deadline_s * scale if deadline_s and realtime else None)
-        accepted, devices, lost, newly_busy = [], {}, [], set()
+        accepted, devices, lost, newly_busy, dropped_s = [], {}, [], set(), {}
         for arrival in dispatch.arrivals:
             upload = arrival.upload
+            away_s = self.edge.availability.offline_after_s(upload.device, self.round_start_s + start_s,
+                                                            upload.latency_s)
+            if away_s is not None:  # offline before its upload arrived
+                order, dropped_s[upload.device] = orders[upload.device], away_s
+                reason = f"went offline {away_s:.3f} s into the phase, before its upload arrived"
+                devices[upload.device] = DeviceRound(blocks=order.blocks, bandwidth_hz=order.bandwidth_hz,
+                                                     status=DeviceStatus.FAILED, error=reason)
+                lost.extend(order.blocks)
+                events.append(Event(kind=EventKind.DEVICE_FAILED, device=upload.device, blocks=order.blocks,
+                                    error=reason))
+                newly_busy.add(upload.device)  # it stays in the run, to come back online later
+                continue
             late = self.policy.is_late(upload.latency_s, deadline_s)
             devices[upload.device] = DeviceRound.of_upload(upload, orders[upload.device], arrival_s=arrival.wall_s / scale,
                                                            late=late)
@@ -258,8 +318,9 @@ class Coordinator:
             events.append(Event(kind=EventKind.DEVICE_FAILED, device=name, blocks=order.blocks, error=reason))
             if not self._handle_failure(name, events):
                 newly_busy.add(name)
-        stalled = newly_busy - set(dispatch.failures)
-        elapsed_s = deadline_s if deadline_s is not None and stalled else max((u.latency_s for u in accepted), default=0.0)
+        stalled = newly_busy - set(dispatch.failures) - set(dropped_s)
+        elapsed_s = (deadline_s if deadline_s is not None and stalled
+                     else max([u.latency_s for u in accepted] + list(dropped_s.values()), default=0.0))
         return _PhaseOutcome(phase=Phase(plan=plan, devices=devices), accepted=tuple(accepted),
                              lost_blocks=tuple(self.round_kind.uncovered(lost, accepted)),
                              busy=busy | newly_busy, elapsed_s=float(elapsed_s))
@@ -270,16 +331,23 @@ class Coordinator:
         dispatch them."""
         lost, busy = list(outcomes[-1].lost_blocks), outcomes[-1].busy
         live = {spec.name for spec in self.specs} - busy
-        devices = tuple(device for device in instance.devices if device.name in live)
-        if not devices:
+        free = [device.name for device in instance.devices if device.name in live]
+        if not free:
             raise CoverageError(f"no device is left to recompute blocks {lost}.")
-        sub_instance = dataclasses.replace(instance, blocks=tuple(instance.blocks[n] for n in lost), devices=devices)
-        sub_plan = self._plan(sub_instance, round_idx, events, what=f"lost blocks {lost}")
-        sub_plan = dataclasses.replace(sub_plan, assignment={name: tuple(lost[n] for n in blocks)
-                                                             for name, blocks in sub_plan.assignment.items()})
+
+        def sub_instance(_: float, names: Sequence[str]) -> Instance:
+            return dataclasses.replace(instance, blocks=tuple(instance.blocks[n] for n in lost),
+                                       devices=tuple(device for device in instance.devices if device.name in names))
+
+        start_s = sum(outcome.elapsed_s for outcome in outcomes)
+        planned = self._plan_online(free, sub_instance, round_idx, events, at_s=self.round_start_s + start_s,
+                                    what=f"lost blocks {lost}")
+        sub_plan = dataclasses.replace(planned.plan, assignment={name: tuple(lost[n] for n in blocks)
+                                                                 for name, blocks in planned.plan.assignment.items()})
         events.append(Event(kind=EventKind.REPLANNED, blocks=tuple(lost), assignment=dict(sub_plan.assignment),
                             planned_latency_s=sub_plan.round_latency_s))
-        return self._dispatch(instance, sub_plan, round_idx, events, busy=busy)
+        outcome = self._dispatch(instance, sub_plan, round_idx, events, busy=busy, start_s=start_s + planned.waited_s)
+        return dataclasses.replace(outcome, elapsed_s=outcome.elapsed_s + planned.waited_s)
 
     def _handle_failure(self, name: str, events: list[Event]) -> bool:
         """Restart or drop a failed device as the policy decides; True if it is back."""

@@ -95,6 +95,8 @@ class EventKind(str, enum.Enum):
     RESUMED = "resumed"
     CHECKPOINT_FAILED = "checkpoint_failed"
     PLANNER_WARNING = "planner_warning"
+    WAITED = "waited_for_devices"
+    """The devices online could not cover the blocks, so the round waited for more to come online."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +124,8 @@ class Event:
     after_round: int | None = None
     nodes: Mapping[str, str | None] | None = None
     startup_s: float | None = None
+    waited_s: float | None = None
+    """Waits for devices to come online: the emulated seconds waited."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind.value}
@@ -237,6 +241,10 @@ class RoundRecord:
     """Block gradients applied at the optimizer step (each block exactly once)."""
     recovery: tuple[Phase, ...] = ()
     """Re-plans within the round of blocks lost to failed or late devices."""
+    online: tuple[str, ...] | None = None
+    """The devices online (and in the run) when the round was planned."""
+    waited_s: float = 0.0
+    """Emulated seconds the round waited, before planning, for enough devices to come online."""
 
     @property
     def primary_metric(self) -> float | None:
@@ -253,6 +261,7 @@ class RoundRecord:
             "evaluation": dict(self.evaluation) if self.evaluation is not None else None,
             "events": [event.to_json() for event in self.events], "blocks_applied": self.blocks_applied,
             "recovery": [phase.to_json() for phase in self.recovery],
+            "online": list(self.online) if self.online is not None else None, "waited_s": self.waited_s,
         }
 
     @classmethod
@@ -266,7 +275,9 @@ class RoundRecord:
             bottleneck_device=data.get("bottleneck_device"), loss=float(data["loss"]),
             evaluation=data.get("evaluation"), events=tuple(Event.from_json(e) for e in data.get("events", ())),
             blocks_applied=int(data.get("blocks_applied", 0)),
-            recovery=tuple(Phase.from_json(p) for p in data.get("recovery", ())))
+            recovery=tuple(Phase.from_json(p) for p in data.get("recovery", ())),
+            online=tuple(data["online"]) if data.get("online") is not None else None,
+            waited_s=float(data.get("waited_s", 0.0)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
