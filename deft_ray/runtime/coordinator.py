@@ -29,7 +29,7 @@ from deft_ray.runtime.divergence import DivergenceError, DivergenceGuard
 from deft_ray.runtime.records import (BlockUpload, DeviceRound, DeviceStatus, Event, EventKind, Phase, RoundRecord,
                                       RunInterrupted, RunSummary, RunWarning)
 from deft_ray.runtime.recovery import CoverageError, FailureDecision, RecoveryPolicy
-from deft_ray.runtime.round_kinds import RoundKind
+from deft_ray.runtime.round_kinds import RoundKind, restore_upload
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,8 @@ class Coordinator:
         of the last completed round when this one fails)."""
         self.round_events: list[Event] = []
         self._failed_this_round: set[str] = set()
+        self.tensors_per_block = tuple(len(model.block_parameter_names(n)) for n in range(len(self.profile)))
+        """Tensors each block uploads: an int8 upload carries a scale per tensor."""
 
     # ------------------------------------------------------------------------------ the run
     def run(self) -> Iterator[RoundRecord | RunWarning]:
@@ -174,7 +176,7 @@ class Coordinator:
         outcomes = [self._dispatch(instance, plan, round_idx, events, busy=frozenset())]
         while outcomes[-1].lost_blocks:
             outcomes.append(self._recover(instance, outcomes, round_idx, events))
-        uploads = [upload for outcome in outcomes for upload in outcome.accepted]
+        uploads = [restore_upload(upload) for outcome in outcomes for upload in outcome.accepted]
         self.guard.check(round_idx, uploads)
         server_batch = self.server_stream.next_batch() if self.model.head_block is not None else None
         loss = self.round_kind.apply(self.model, self.optimizer, uploads, server_batch)
@@ -192,7 +194,8 @@ class Coordinator:
             plan=plan, planned_latency_s=plan.round_latency_s, measured_latency_s=measured_s,
             devices=outcomes[0].phase.devices, bottleneck_device=max(uploads, key=lambda u: u.latency_s).device,
             loss=loss, evaluation=evaluation, events=(), blocks_applied=sum(len(u.blocks) for u in uploads),
-            recovery=tuple(outcome.phase for outcome in outcomes[1:]))
+            recovery=tuple(outcome.phase for outcome in outcomes[1:]),
+            energy_j=sum(d.energy_j or 0.0 for outcome in outcomes for d in outcome.phase.devices.values()))
         if self.meets_target(record):
             events.append(Event(kind=EventKind.TARGET_REACHED, metric=next(iter(evaluation)),
                                 value=record.primary_metric, target=self.config.target_metric))
@@ -205,7 +208,7 @@ class Coordinator:
     # ------------------------------------------------------------------------------ its steps
     def instance_for_round(self) -> Instance:
         """The planner's view of this round: the live devices' channels drawn from the run's generator."""
-        return round_instance(self.config, self.specs, self.profile, self.rng)
+        return round_instance(self.config, self.specs, self.profile, self.rng, self.tensors_per_block)
 
     def _plan(self, instance: Instance, round_idx: int, events: list[Event], *, what: str) -> Plan:
         try:
