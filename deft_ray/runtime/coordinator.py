@@ -10,6 +10,7 @@ policy (:mod:`deft_ray.runtime.recovery`); checkpoints are written and restored 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -195,7 +196,8 @@ class Coordinator:
             devices=outcomes[0].phase.devices, bottleneck_device=max(uploads, key=lambda u: u.latency_s).device,
             loss=loss, evaluation=evaluation, events=(), blocks_applied=sum(len(u.blocks) for u in uploads),
             recovery=tuple(outcome.phase for outcome in outcomes[1:]),
-            energy_j=sum(d.energy_j or 0.0 for outcome in outcomes for d in outcome.phase.devices.values()))
+            # fsum: the same total whatever order the uploads arrived in
+            energy_j=math.fsum(d.energy_j or 0.0 for o in outcomes for d in o.phase.devices.values()))
         if self.meets_target(record):
             events.append(Event(kind=EventKind.TARGET_REACHED, metric=next(iter(evaluation)),
                                 value=record.primary_metric, target=self.config.target_metric))
