@@ -21,7 +21,7 @@ def test_plan_json_is_exactly_the_plan(capsys):
     assert code == 0 and err == ""
     plan = json.loads(out)
     assert set(plan) == {"scheme", "assignment", "bandwidth_hz", "device_latency_s", "round_latency_s",
-                         "solve_time_s", "diagnostics"}
+                         "solve_time_s", "diagnostics", "device_energy_j"}
     assert plan["scheme"] == "crunch"
 
 

@@ -34,6 +34,11 @@ def test_defaults_round_trip_through_yaml(tmp_path):
     ({"devices": [{"name": "a", "count": 0}]}, r"devices\[0\].count = 0: must be positive"),
     ({"devices": [{"count": 2}]}, r"devices\[0\].name"),
     ({"devices": [{"name": "a", "distance_m": [500, 50]}]}, r"devices\[0\].distance_m = \[500.0, 50.0\]"),
+    ({"network": {"upload_dtype": "int4"}}, r"network.upload_dtype = 'int4': is not a valid choice; use one of float32"),
+    ({"devices": [{"name": "a", "compute_power_w": -5}]}, r"devices\[0\].compute_power_w = -5: must not be negative"),
+    ({"devices": [{"name": "a", "energy_budget_j": 0}]}, r"devices\[0\].energy_budget_j = 0: must be positive"),
+    ({"scheme": "greedy", "devices": [{"name": "a", "energy_budget_j": 5}]},
+     r"scheme = 'greedy': does not plan with energy budgets \(group 'a' has one\); use scheme crunch, jbba or exact"),
 ])
 def test_bad_config_names_field_value_and_fix(data, match):
     with pytest.raises(InputError, match=match):
@@ -130,6 +135,8 @@ def test_set_reaches_any_key_with_yaml_typed_values():
                                 "model, data"),
     ("data.batch_size=eight", "data.batch_size = 'eight': must be a whole number"),
     ("rounds", "--set = 'rounds': is not KEY=VALUE"),
+    ("network.upload_dtype=fp8", "network.upload_dtype = 'fp8': is not a valid choice; use one of float32, float16, "
+                                 "bfloat16, int8"),
 ])
 def test_bad_set_exits_2_with_one_line(assignment, message):
     result = subprocess.run([sys.executable, "-m", "deft_ray.cli", "run", "--set", assignment], capture_output=True,

@@ -109,3 +109,13 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, argv, message):
     result = subprocess.run([sys.executable, "-m", "deft_ray.cli", *argv], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip() == f"deft-ray: error: {message.format(tmp=tmp_path)}"
+
+
+def test_show_sums_an_unfinished_runs_energy_from_its_ledger(tmp_path, capsys):
+    root = write_run(tmp_path / "run", [{**make_round(1), "energy_j": 1.25}, {**make_round(2), "energy_j": 2.5}])
+    assert main(["show", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "energy_j" in out and "3.75" in out
+    old = write_run(tmp_path / "old", [make_round(1)])  # a ledger from before energy was accounted
+    assert main(["show", str(old)]) == 0
+    assert "energy_j" in capsys.readouterr().out

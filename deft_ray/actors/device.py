@@ -12,6 +12,8 @@ import numpy as np
 from deft_ray.edge.clock import transfer_time_s
 from deft_ray.edge.devices import DeviceSpec
 from deft_ray.errors import DeftRayError
+from deft_ray.learning.compression import compress
+from deft_ray.learning.compression import payload_bits as upload_bits
 from deft_ray.runtime.build import DeviceSetup
 from deft_ray.runtime.records import BlockUpload, LocalUpdateOrder, WorkOrder
 
@@ -110,14 +112,19 @@ class Device:
         if clock.realtime:
             compute_s = max(compute_s, measured_s / clock.time_scale)
             clock.elapse(compute_s, already_spent_wall_s=measured_s)
-        arrays = {name: tensor.detach().cpu().numpy() for name, tensor in tensors.items()}
-        payload_bits = float(sum(array.size * array.itemsize * 8 for array in arrays.values()))
+        # network.upload_dtype: the tensors really travel compressed, int8 rounding seeded per round
+        rounding_seed = np.random.SeedSequence([self.setup.seed, order.round_idx, *self.spec.name.encode()])
+        arrays, scales = compress({name: tensor.detach().cpu().numpy() for name, tensor in tensors.items()},
+                                  self.setup.upload_dtype, seed=int(rounding_seed.generate_state(1)[0]))
+        payload_bits = upload_bits(arrays, scales)
         upload_s = transfer_time_s(payload_bits, order.rate_bps)
         clock.elapse(upload_s)
+        energy_j = self.spec.compute_power_w * compute_s + self.spec.tx_power_w * upload_s
         upload = BlockUpload(device=self.spec.name, round_idx=order.round_idx, blocks=order.blocks,
                            tensors=arrays, kind="delta" if isinstance(order, LocalUpdateOrder) else "gradients", loss=loss,
                            measured_compute_s=measured_s, compute_s=compute_s, upload_s=upload_s, payload_bits=payload_bits, memory_need_bytes=need,
-                           peak_memory_bytes=float(peak_bytes), num_examples=self.num_examples)
+                           peak_memory_bytes=float(peak_bytes), num_examples=self.num_examples, energy_j=float(energy_j),
+                           dtype=self.setup.upload_dtype, scales=scales)
         if self.metrics is not None:
             self.metrics.observe(upload)
         return upload

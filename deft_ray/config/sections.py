@@ -231,6 +231,10 @@ class NetworkConfig:
     """CSV with columns round,device,channel_gain (linear power gain) that replaces the channel
     model for the devices it lists, from their first listed round; a device's last row holds
     for the rounds after it (empty: no trace)."""
+    upload_dtype: Literal["float32", "float16", "bfloat16", "int8"] = "float32"
+    """How devices send their gradients (or federated updates): float32, float16, bfloat16, or int8
+    with a per-tensor scale and seeded stochastic rounding; the server restores float32, and the
+    payloads the planner and the transmission times use shrink to 16, 16 or 8 bits per element."""
 
 
 @dataclass(frozen=True, kw_only=True, config=SECTION)
@@ -252,6 +256,11 @@ class DeviceGroup:
     """Distances to the access point are spread evenly over this range within the group."""
     tx_power_dbm: Number = 23.0
     """Transmit power (23 dBm is 0.2 W)."""
+    compute_power_w: NonNegative = 15.0
+    """Watts drawn while computing; a round's energy is this x compute seconds + the transmit power x upload seconds."""
+    energy_budget_j: Positive | None = None
+    """Most joules a round may cost each device of the group, compute plus upload (crunch, jbba and
+    exact respect it; empty: no limit)."""
     num_cpus: NonNegative = 0.0
     """Ray CPUs reserved per device actor; 0 lets any number of devices share a machine."""
     num_gpus: NonNegative = 0.0
@@ -294,7 +303,8 @@ class DeviceGroup:
         budget = self.memory_bytes if self.memory_bytes is not None else low + self.memory_fraction * (high - low)
         return [DeviceSpec(name=name, compute_scale=self.compute_scale,
                            memory_budget_bytes=float(budget), distance_m=float(distances[i]),
-                           tx_power_w=dbm_to_w(self.tx_power_dbm), num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+                           tx_power_w=dbm_to_w(self.tx_power_dbm), compute_power_w=self.compute_power_w,
+                           energy_budget_j=self.energy_budget_j, num_cpus=self.num_cpus, num_gpus=self.num_gpus,
                            ray_memory_bytes=self.ray_memory_bytes, resources=dict(self.resources),
                            speed_mps=self.speed_mps, distance_range_m=(float(self.distance_m[0]), float(self.distance_m[1])),
                            mean_online_s=self.mean_online_s, mean_offline_s=self.mean_offline_s)
@@ -339,11 +349,15 @@ class FederatedConfig:
 
 
 def default_device_groups() -> tuple[DeviceGroup, ...]:
-    """A mixed population of 12: 4 workstation-class, 4 Jetson-class and 4 phone-class devices."""
+    """A mixed population of 12: 4 workstation-class (65 W while computing), 4 Jetson-class (15 W)
+    and 4 phone-class (5 W) devices."""
     return (
-        DeviceGroup(name="workstation", count=4, compute_scale=1.0, memory_fraction=1.2, distance_m=(50.0, 150.0)),
-        DeviceGroup(name="jetson", count=4, compute_scale=2.5, memory_fraction=0.7, distance_m=(100.0, 300.0)),
-        DeviceGroup(name="phone", count=4, compute_scale=5.0, memory_fraction=0.35, distance_m=(200.0, 500.0)),
+        DeviceGroup(name="workstation", count=4, compute_scale=1.0, memory_fraction=1.2, distance_m=(50.0, 150.0),
+                    compute_power_w=65.0),
+        DeviceGroup(name="jetson", count=4, compute_scale=2.5, memory_fraction=0.7, distance_m=(100.0, 300.0),
+                    compute_power_w=15.0),
+        DeviceGroup(name="phone", count=4, compute_scale=5.0, memory_fraction=0.35, distance_m=(200.0, 500.0),
+                    compute_power_w=5.0),
     )
 
 
@@ -387,7 +401,7 @@ class RunConfig:
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
         from deft_ray.edge.profiles import PACKAGED_PROFILES
-        from deft_ray.planners import scheme_names
+        from deft_ray.planners import get_scheme, scheme_names
 
         if self.scheme not in scheme_names():
             raise FieldProblem("scheme", self.scheme, "is not a scheme", f"use one of {', '.join(scheme_names())}")
@@ -404,6 +418,10 @@ class RunConfig:
             raise FieldProblem("optimizer.warmup_rounds", self.optimizer.warmup_rounds,
                                f"leaves no round after the warm-up (rounds: {self.rounds})",
                                "use fewer warm-up rounds than rounds")
+        budgeted = [group.name for group in self.devices if group.energy_budget_j is not None]
+        if budgeted and not get_scheme(self.scheme).plans_energy_budgets:
+            raise FieldProblem("scheme", self.scheme, f"does not plan with energy budgets (group {budgeted[0]!r} has one)",
+                               "use scheme crunch, jbba or exact, or leave energy_budget_j empty")
         if self.profile is not None and self.profile not in PACKAGED_PROFILES and not Path(self.profile).is_file():
             raise FieldProblem("profile", self.profile, "no such file", "give a profile JSON or leave it empty")
         self._check_traces()

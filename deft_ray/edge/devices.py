@@ -16,6 +16,10 @@ class DeviceSpec:
     memory_budget_bytes: float
     distance_m: float
     tx_power_w: float
+    compute_power_w: float = 0.0
+    """Watts drawn while computing: a round's energy is this x compute seconds + tx_power_w x upload seconds."""
+    energy_budget_j: float | None = None
+    """Most joules a round may cost the device (the planners respect it), or no limit."""
     num_cpus: float = 0.0
     num_gpus: float = 0.0
     ray_memory_bytes: float | None = None

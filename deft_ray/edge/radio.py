@@ -40,16 +40,18 @@ def channel_gain(distance_m: np.ndarray | float, *, rayleigh: bool = False,
 
 def device_state(name: str, *, compute_scale: float, memory_bytes: float, tx_power_w: float, gain: float,
                  rate_model: Literal["shannon", "spectral_efficiency"], noise_psd_w_per_hz: float,
-                 bandwidth_hz: float, num_devices: int) -> DeviceState:
+                 bandwidth_hz: float, num_devices: int, compute_power_w: float | None = None,
+                 energy_budget_j: float | None = None) -> DeviceState:
     """The planners' view of one device.
 
     ``shannon`` keeps the power and gain (the rate depends on the bandwidth share);
     ``spectral_efficiency`` fixes the device's bits per Hz at the SNR of an equal share
-    ``bandwidth_hz / num_devices``.
+    ``bandwidth_hz / num_devices`` (the transmit power then only counts the upload energy).
     """
     if rate_model == "spectral_efficiency":
         snr = tx_power_w * gain / (noise_psd_w_per_hz * bandwidth_hz / num_devices)
-        channel = {"spectral_efficiency": float(np.log2(1.0 + snr))}
+        channel = {"spectral_efficiency": float(np.log2(1.0 + snr)), "tx_power_w": tx_power_w}
     else:
         channel = {"tx_power_w": tx_power_w, "channel_gain": float(gain)}
-    return DeviceState(name=name, compute_scale=compute_scale, memory_bytes=memory_bytes, **channel)
+    return DeviceState(name=name, compute_scale=compute_scale, memory_bytes=memory_bytes, **channel,
+                       compute_power_w=compute_power_w, energy_budget_j=energy_budget_j)

@@ -174,21 +174,27 @@ def _plot_metric(records: Sequence[Record], path: Path, metric: str) -> Path:
 
 
 def _plot_devices(records: Sequence[Record], path: Path) -> Path:
-    """Per device: stacked bars of total compute and upload seconds, rounds taken part in, bottleneck."""
+    """Per device: stacked bars of total compute and upload seconds, rounds taken part in,
+    bottleneck; and, beside them, the energy it spent (every phase of every round)."""
     totals: dict[str, list[float]] = {}  # name -> [compute_s, upload_s, rounds, bottleneck rounds]
+    energy: dict[str, float] = {}
     for record in records:
         for name, device in record.devices.items():
             row = totals.setdefault(name, [0.0, 0.0, 0, 0])
             row[0] += device.compute_s or 0.0
             row[1] += device.upload_s or 0.0
             row[2] += 1
+        for phase_devices in (record.devices, *(phase.devices for phase in record.recovery)):
+            for name, device in phase_devices.items():
+                totals.setdefault(name, [0.0, 0.0, 0, 0])
+                energy[name] = energy.get(name, 0.0) + (device.energy_j or 0.0)
         if record.bottleneck_device in totals:
             totals[record.bottleneck_device][3] += 1
     names = sorted(totals, key=_natural_key)
     compute_s = np.array([totals[n][0] for n in names])
     upload_s = np.array([totals[n][1] for n in names])
-    fig = Figure(figsize=(7, max(2.5, 1.6 + 0.45 * len(names))), layout="constrained")
-    ax = fig.add_subplot()
+    fig = Figure(figsize=(10, max(2.5, 1.6 + 0.45 * len(names))), layout="constrained")
+    ax, energy_ax = fig.subplots(1, 2, sharey=True, width_ratios=(2.2, 1))
     y = np.arange(len(names))
     ax.barh(y, compute_s, color="C0", label="compute")
     ax.barh(y, upload_s, left=compute_s, color="C2", label="upload")
@@ -205,7 +211,10 @@ def _plot_devices(records: Sequence[Record], path: Path) -> Path:
     ax.set(xlabel=f"emulated seconds, summed over {len(records)} round(s)", ylabel="device",
            title=f"{_scheme(records)}per-device compute and upload time (* = was the bottleneck)")
     ax.grid(axis="x", alpha=0.3)
-    _legend_below(fig, ax.containers)
+    energy_ax.barh(y, [energy.get(n, 0.0) for n in names], color="C3", label="energy")
+    energy_ax.set(xlabel=f"joules, total {sum(energy.values()):.4g}", title="energy (compute + upload)")
+    energy_ax.grid(axis="x", alpha=0.3)
+    _legend_below(fig, [*ax.containers, *energy_ax.containers])
     return _save(fig, path)
 
 

@@ -63,8 +63,14 @@ class RunView:
             "mean_planned_latency_s": float(np.mean([r.planned_latency_s for r in records])) if records else None,
             "mean_measured_latency_s": float(np.mean([r.measured_latency_s for r in records])) if records else None,
             "metric": metric, "best_metric": max(values) if values else None,
-            "energy_j": (self.summary or {}).get("energy_j"),
+            "energy_j": (self.summary or {}).get("energy_j", self.ledger_energy_j),
             "events": sum(len(r.events) for r in records), "status": self.status}
+
+    @property
+    def ledger_energy_j(self) -> float | None:
+        """The rounds' energy summed from the ledger (``None`` if a round lacks it, as an old ledger's do)."""
+        energies = [r.energy_j for r in self.records]
+        return float(sum(energies)) if energies and None not in energies else None
 
     def files(self) -> dict[str, Path]:
         """What the run left, by role, for the files that exist."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from deft_ray.errors import InfeasibleError
+from deft_ray.planners.bandwidth import optimal_bandwidth_for
+from deft_ray.planners.energy import least_floor_matching
 from deft_ray.planners.instance import Instance
 from deft_ray.planners.matching import bottleneck_matching
 from deft_ray.planners.plan import pair_latency_s
@@ -87,20 +89,51 @@ class Crunch(Scheme):
     longer monotone in depth, the counting check does not hold, and the same threshold search runs
     with a bipartite matching check instead (still exact; said in the diagnostics).
 
-    Guarantee: the exact optimum of P1 at equal shares.
-    Complexity: O(KN log KN).
+    Energy budgets (docs/method.md, "Energy budgets"): a pair whose bandwidth floor is above the
+    equal share would spend more than its device's budget, so it is cut (:func:`within_budget`);
+    the threshold search over the remaining pairs is exact as before.
+
+    Guarantee: the exact optimum of P1 at equal shares (with budgets, if any).
+    Complexity: O(KN log KN) (plus O(KN I) for the floors, I Newton steps of the rate inverse).
 
     Raises:
         InfeasibleError: no matching of finite latency exists.
     """
 
     name = "crunch"
+    plans_energy_budgets = True
     summary = "optimal depth-aware matching (CRUNCH) at equal bandwidth shares B/K"
 
     def allocate(self, instance: Instance, *, seed: int) -> Allocation:
         share = instance.equal_shares_hz()
-        device_of_block, notes = best_bottleneck_matching(pair_latency_s(instance, share), instance.memory_feasible())
+        device_of_block, notes = best_bottleneck_matching(pair_latency_s(instance, share), within_budget(instance, share))
         if device_of_block is None:
-            raise InfeasibleError("crunch: no matching finishes every block in finite time at equal shares; "
-                                  "some devices' rates are too low; add devices or bandwidth")
+            budgets = " within the devices' energy budgets" if instance.has_energy_budgets else ""
+            raise InfeasibleError(f"crunch: no matching finishes every block in finite time{budgets} at equal shares; "
+                                  "some devices' rates are too low; add devices or bandwidth, or use scheme exact")
         return matching_allocation(device_of_block, share, notes)
+
+
+def within_budget(instance: Instance, bandwidth_hz: np.ndarray) -> np.ndarray:
+    """``(K, N)`` pairs that hold in memory and keep within the energy budget at the devices'
+    ``bandwidth_hz``: the energy is falling in the bandwidth, so that is ``b_k >= floor_kn``."""
+    return instance.memory_feasible() & (instance.bandwidth_floor_hz() <= np.asarray(bandwidth_hz)[:, None])
+
+
+def start_matching(instance: Instance, scheme: str) -> tuple[np.ndarray, float, np.ndarray]:
+    """The start of ``exact`` and ``jbba``: CRUNCH's equal-share matching (or, when energy
+    budgets leave none at equal shares, the matching of least bandwidth floors), its optimal
+    latency and bandwidth ``(K,)``.
+
+    Raises:
+        InfeasibleError: no matching finishes every block in finite time (within budgets).
+    """
+    start, _ = best_bottleneck_matching(pair_latency_s(instance, instance.equal_shares_hz()),
+                                        within_budget(instance, instance.equal_shares_hz()))
+    if start is None and instance.has_energy_budgets:
+        start = least_floor_matching(instance)
+    if start is not None:
+        latency, bandwidth = optimal_bandwidth_for(instance, start)
+        if np.isfinite(latency[0]):
+            return start, float(latency[0]), bandwidth[0]
+    raise InfeasibleError(f"{scheme}: no matching finishes every block in finite time; add devices or bandwidth")

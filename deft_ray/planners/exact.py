@@ -15,12 +15,11 @@ from deft_ray.planners.bandwidth import (
     cheapest_matching,
     optimal_bandwidth_for,
 )
-from deft_ray.planners.crunch import best_bottleneck_matching
+from deft_ray.planners.crunch import start_matching
 from deft_ray.planners.feasibility import check_every_block_fits
 from deft_ray.planners.instance import Instance
 from deft_ray.planners.matching import MAX_ENUMERATED_MATCHINGS
 from deft_ray.planners.multiblock import equalize_sets, set_costs
-from deft_ray.planners.plan import pair_latency_s
 from deft_ray.planners.registry import register_scheme
 from deft_ray.planners.scheme import Allocation, Scheme, matching_allocation
 
@@ -50,15 +49,22 @@ class Exact(Scheme):
     of smallest need can matter (among them at least one is free of the other N - 1 blocks, and
     moving the block there never raises the sum), so each Hungarian solve has at most N^2 columns.
 
-    Guarantee: the optimum of P2, to a relative 1e-10 in bandwidth (about 1e-10 in ``T``).
+    Energy budgets (docs/method.md, "Energy budgets"): a budget gives each pair a bandwidth floor,
+    so ``need_kn(T)`` becomes ``max(need_kn(T), floor_kn)``, still non-increasing in ``T``, and a
+    pair whose floor exceeds ``B`` is cut; the argument above holds unchanged. When no matching is
+    feasible at equal shares the start is the matching of least floors instead.
+
+    Guarantee: the optimum of P2 (with budgets, if any), to a relative 1e-10 in bandwidth (about
+    1e-10 in ``T``).
     Complexity: O(S (K N I + N^3)) for S steps (typically 2-5), I Newton steps of the bandwidth
     inverse; O(KN log KN) for the CRUNCH start.
 
     Raises:
-        InfeasibleError: no matching finishes every block in finite time.
+        InfeasibleError: no matching finishes every block in finite time (within budgets).
     """
 
     name = "exact"
+    plans_energy_budgets = True
     aliases = ("exact-bisection", "optimal")
     summary = "exact joint optimum at any size: Newton steps on T with a pruned min-sum bandwidth assignment"
 
@@ -68,22 +74,21 @@ class Exact(Scheme):
     def allocate(self, instance: Instance, *, seed: int) -> Allocation:
         num_blocks, total_hz = instance.num_blocks, instance.bandwidth_hz
         compute = instance.compute_matrix_s()
-        feasible = instance.memory_feasible()
+        feasible = instance.pair_feasible()
+        floor = instance.bandwidth_floor_hz() if instance.has_energy_budgets else None
         payload = instance.block_payload_bits()
         channel = instance.channel()
         blocks = np.arange(num_blocks)
 
-        start, _ = best_bottleneck_matching(pair_latency_s(instance, instance.equal_shares_hz()), feasible)
-        if start is None:
-            raise InfeasibleError("exact: no matching finishes every block in finite time; add devices or bandwidth")
-        latency, bandwidth = optimal_bandwidth_for(instance, start)
-        best_s, best, best_bandwidth = float(latency[0]), start, bandwidth[0]
+        start, latency, bandwidth = start_matching(instance, "exact")
+        best_s, best, best_bandwidth = float(latency), start, bandwidth
         steps = 0
         for steps in range(1, self.max_steps + 1):
-            match = cheapest_matching(channel, compute, feasible, payload, best_s, total_hz)
+            match = cheapest_matching(channel, compute, feasible, payload, best_s, total_hz, floor)
             if match is None:
                 break
-            need = bandwidth_needed_hz(channel.take(match), compute[match, blocks], payload, best_s).sum()
+            need = bandwidth_needed_hz(channel.take(match), compute[match, blocks], payload, best_s,
+                                       0.0 if floor is None else floor[match, blocks]).sum()
             if not need < total_hz * (1 - _SAVING_TOLERANCE):
                 break
             latency, bandwidth = optimal_bandwidth_for(instance, match)

@@ -37,11 +37,12 @@ def polish_by_exchanges(instance: Instance, best: Incumbent, max_exchanges: int)
     among their devices (*rotation*). If the new needs sum to less than the old ones at T, the
     exchanged matching reaches a latency below T with its own optimal bandwidth. The exchange that
     frees the most bandwidth is taken, and the search repeats at the new latency until none frees
-    any. Each round costs one (K, N) need evaluation and O(N K + N^3) vectorised comparisons.
+    any. Energy floors raise the needs (docs/method.md, "Energy budgets"). Each round costs one (K, N) need evaluation and O(N K + N^3) vectorised comparisons.
     """
     num_blocks = instance.num_blocks
     blocks = np.arange(num_blocks)
-    compute, feasible = instance.compute_matrix_s(), instance.memory_feasible()
+    compute, feasible = instance.compute_matrix_s(), instance.pair_feasible()
+    floor = instance.bandwidth_floor_hz()
     payload, channel = instance.block_payload_bits(), instance.channel()
     threshold = -_EXCHANGE_SAVING * instance.bandwidth_hz
     taken = 0
@@ -50,7 +51,8 @@ def polish_by_exchanges(instance: Instance, best: Incumbent, max_exchanges: int)
         allowed = feasible & (compute < target_s)
         rows, cols = np.nonzero(allowed)
         need = np.full((instance.num_devices, num_blocks), np.inf)
-        need[rows, cols] = bandwidth_needed_hz(channel.take(rows), compute[rows, cols], payload[cols], target_s)
+        need[rows, cols] = bandwidth_needed_hz(channel.take(rows), compute[rows, cols], payload[cols], target_s,
+                                               floor[rows, cols])
         current = need[match, blocks]
         idle = np.ones(instance.num_devices, dtype=bool)
         idle[match] = False

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from deft_ray.planners.energy import energy_floor_hz
 from deft_ray.planners.rates import Channel
 
 #: -174 dBm/Hz, the thermal noise power spectral density, in W/Hz.
@@ -51,9 +52,15 @@ class DeviceState:
     spectral_efficiency: float | None = None
     """Fixed spectral efficiency in bit/s/Hz; selects the linear rate model."""
     tx_power_w: float | None = None
-    """Transmit power in watts (Shannon rate model)."""
+    """Transmit power in watts (Shannon rate model; with ``spectral_efficiency`` it only counts the
+    upload energy)."""
     channel_gain: float | None = None
     """Channel power gain, path loss times fading (Shannon rate model)."""
+    compute_power_w: float | None = None
+    """Power drawn while computing, in watts (energy accounting; docs/method.md, "Energy budgets")."""
+    energy_budget_j: float | None = None
+    """Most energy the device may spend in a round, compute plus upload, in joules (empty: no limit).
+    Its upload energy is ``tx_power_w`` times the upload time (none without a ``tx_power_w``)."""
 
     @property
     def rate_model(self) -> str:
@@ -116,6 +123,34 @@ class Instance:
     def channel(self) -> Channel:
         return self._arrays["channel"]
 
+    @property
+    def has_energy_budgets(self) -> bool:
+        """Whether any device has an ``energy_budget_j``."""
+        return any(device.energy_budget_j is not None for device in self.devices)
+
+    def compute_powers_w(self) -> np.ndarray:
+        """``(K,)`` compute power, 0 where none is given."""
+        return self._arrays["compute_power"]
+
+    def tx_powers_w(self) -> np.ndarray:
+        """``(K,)`` transmit power, 0 where none is given."""
+        return self._arrays["tx_power"]
+
+    def energy_budgets_j(self) -> np.ndarray:
+        """``(K,)`` per-round energy budget, ``inf`` where none is given."""
+        return self._arrays["energy_budget"]
+
+    def bandwidth_floor_hz(self) -> np.ndarray:
+        """``(K, N)`` least bandwidth that keeps device k training block n within its energy
+        budget (0 without a budget, ``inf`` where no bandwidth does), see
+        :func:`~deft_ray.planners.energy.energy_floor_hz`."""
+        return self._arrays["bandwidth_floor"]
+
+    def pair_feasible(self) -> np.ndarray:
+        """``(K, N)`` boolean: device k may train block n, its memory holds the block and the
+        block's bandwidth floor fits in the band."""
+        return self._arrays["pair_feasible"]
+
     @cached_property
     def _arrays(self) -> dict[str, Any]:
         arrays = {name: np.array([getattr(block, name) for block in self.blocks], dtype=float)
@@ -126,9 +161,18 @@ class Instance:
             arrays["compute_matrix"] = np.outer(arrays["compute_scale"], arrays["compute_s"])
         arrays["memory_feasible"] = arrays["memory_bytes"][None, :] <= arrays["memory_budget"][:, None]
         arrays["equal_shares"] = np.full(self.num_devices, self.bandwidth_hz / max(self.num_devices, 1))
-        for array in arrays.values():
-            array.setflags(write=False)
+        for name, key, missing in (("compute_power", "compute_power_w", 0.0), ("tx_power", "tx_power_w", 0.0),
+                                   ("energy_budget", "energy_budget_j", np.inf)):
+            arrays[name] = np.array([missing if getattr(d, key) is None else getattr(d, key)
+                                     for d in self.devices], dtype=float)
         arrays["channel"] = Channel.of(self)
+        arrays["bandwidth_floor"] = energy_floor_hz(arrays["channel"], arrays["compute_matrix"],
+                                                    arrays["payload_bits"], arrays["compute_power"],
+                                                    arrays["tx_power"], arrays["energy_budget"])
+        arrays["pair_feasible"] = arrays["memory_feasible"] & (arrays["bandwidth_floor"] <= self.bandwidth_hz)
+        for array in arrays.values():
+            if isinstance(array, np.ndarray):
+                array.setflags(write=False)
         return arrays
 
     # ----------------------------------------------------------------- JSON

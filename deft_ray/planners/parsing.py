@@ -21,7 +21,8 @@ from deft_ray.planners.instance import (
     Instance,
 )
 
-_DEVICE_FIELDS = {"name", "compute_scale", "memory_bytes", "spectral_efficiency", "tx_power_w", "channel_gain"}
+_DEVICE_FIELDS = {"name", "compute_scale", "memory_bytes", "spectral_efficiency", "tx_power_w", "channel_gain",
+                  "compute_power_w", "energy_budget_j"}
 _BLOCK_FIELDS = {"compute_s", "memory_bytes", "payload_bits"}
 _TOP_FIELDS = {"bandwidth_hz", "noise_psd_w_per_hz", "blocks", "devices"}
 
@@ -146,13 +147,16 @@ def parse_instance(data: Any, source: str = "instance") -> Instance:
         if efficiency is None and (power is None or gain is None):
             raise InputError(where, name, "has no uplink channel",
                              "give spectral_efficiency, or both tx_power_w and channel_gain")
-        if efficiency is not None and (power is not None or gain is not None):
+        if efficiency is not None and gain is not None:
             raise InputError(where, name, "gives both rate models",
-                             "give spectral_efficiency or tx_power_w/channel_gain, not both")
+                             "give spectral_efficiency or tx_power_w/channel_gain, not both "
+                             "(with spectral_efficiency, tx_power_w only counts upload energy)")
         devices.append(DeviceState(
             name=name,
             compute_scale=number(raw, "compute_scale", where),
             memory_bytes=number(raw, "memory_bytes", where),
             spectral_efficiency=efficiency, tx_power_w=power, channel_gain=gain,
+            compute_power_w=number(raw, "compute_power_w", where, positive=False, required=False),
+            energy_budget_j=number(raw, "energy_budget_j", where, required=False),
         ))
     return Instance(bandwidth_hz=bandwidth, blocks=blocks, devices=tuple(devices), noise_psd_w_per_hz=noise)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from deft_ray.errors import InputError
+from deft_ray.planners.energy import ENERGY_TOLERANCE, round_energy_j
 from deft_ray.planners.instance import Instance
 
 #: Relative slack allowed when checking that shares sum to at most the total bandwidth.
@@ -46,6 +47,8 @@ class Plan:
     round_latency_s: float
     solve_time_s: float
     diagnostics: tuple[str, ...] = ()
+    device_energy_j: Mapping[str, float] = field(default_factory=dict)
+    """Each involved device's energy in the round (docs/method.md, "Energy budgets")."""
 
     @property
     def bottleneck_device(self) -> str:
@@ -60,6 +63,7 @@ class Plan:
             "round_latency_s": self.round_latency_s,
             "solve_time_s": self.solve_time_s,
             "diagnostics": list(self.diagnostics),
+            "device_energy_j": dict(self.device_energy_j),
         }
 
     @classmethod
@@ -92,6 +96,9 @@ class Plan:
             round_latency_s=_float(data["round_latency_s"], f"{source}.round_latency_s"),
             solve_time_s=_float(data["solve_time_s"], f"{source}.solve_time_s"),
             diagnostics=tuple(diagnostics),
+            device_energy_j={name: _float(v, f"{source}.device_energy_j.{name}")
+                             for name, v in _mapping(data.get("device_energy_j", {}),
+                                                     f"{source}.device_energy_j").items()},
         )
 
 
@@ -133,6 +140,8 @@ class Evaluation:
     round_latency_s: float
     bottleneck_device: str
     violations: tuple[str, ...] = field(default=())
+    energy_j: Mapping[str, float] = field(default_factory=dict)
+    """``compute_power_w * compute_s + tx_power_w * upload_s`` of each involved device."""
 
     @property
     def feasible(self) -> bool:
@@ -147,7 +156,10 @@ def evaluate(instance: Instance, plan: Plan, *, max_blocks_per_device: int | Non
     (the lowest block sets the backward pass), needs ``max_{n in S} memory_bytes_n`` and uploads
     ``sum_{n in S} payload_bits_n`` at its rate; the round takes the largest device latency.
 
-    Violations (a device that cannot finish in finite time, memory, coverage of every block exactly once, total bandwidth, an unknown device, a
+    Each device's energy is ``compute_power_w * compute_s + tx_power_w * upload_s``
+    (docs/method.md, "Energy budgets").
+
+    Violations (a device that cannot finish in finite time, memory, an energy budget, coverage of every block exactly once, total bandwidth, an unknown device, a
     device over ``max_blocks_per_device``) are listed, not raised, so tests can assert on them.
     With ``replicated=True`` (federated schemes, where several devices train the same block) the
     coverage rule is every block at least once.
@@ -202,6 +214,11 @@ def evaluate(instance: Instance, plan: Plan, *, max_blocks_per_device: int | Non
     for i in np.flatnonzero(over):
         violations.append(f"device {names[i]!r} needs {set_memory[i]:.4g} bytes for blocks "
                           f"{blocks_of[i]} but its budget is {instance.memory_budgets()[rows[i]]:.4g}")
+    energy = round_energy_j(instance.compute_powers_w()[rows], compute_s, instance.tx_powers_w()[rows], upload_s)
+    budget = instance.energy_budgets_j()[rows]
+    for i in np.flatnonzero(~(energy <= budget * (1 + ENERGY_TOLERANCE))):
+        violations.append(f"device {names[i]!r} spends {energy[i]:.6g} J on blocks {blocks_of[i]} but its energy "
+                          f"budget is {budget[i]:.6g} J")
     total = float(sum(max(float(b), 0.0) for b in plan.bandwidth_hz.values()))
     if total > instance.bandwidth_hz * (1 + BANDWIDTH_TOLERANCE):
         violations.append(f"bandwidth shares sum to {total:.6g} Hz, above the total {instance.bandwidth_hz:.6g} Hz")
@@ -217,6 +234,7 @@ def evaluate(instance: Instance, plan: Plan, *, max_blocks_per_device: int | Non
         round_latency_s=round_latency,
         bottleneck_device=max(latency_map, key=latency_map.get) if names else "",
         violations=tuple(violations),
+        energy_j={name: float(e) for name, e in zip(names, energy)},
     )
 
 

@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from deft_ray.errors import UnknownNameError
+from deft_ray.errors import InputError, UnknownNameError
+from deft_ray.planners.energy import check_energy_feasible
 from deft_ray.planners.feasibility import (
     check_matching_feasible,
     make_monotone,
@@ -67,9 +68,13 @@ def solve(instance: Instance, scheme: str | Scheme = "jbba", *, seed: int = 0,
     ``solve_time_s`` covers the scheme alone. The plan's ``scheme`` is the name asked for (an alias
     stays an alias).
 
+    With energy budgets (docs/method.md, "Energy budgets") only schemes that ``plans_energy_budgets``
+    may plan, and a matching within every budget must exist.
+
     Raises:
-        InfeasibleError: no allocation of the scheme's kind exists, with the reason.
-        InputError: a derived quantity of the instance overflows the float range.
+        InfeasibleError: no allocation of the scheme's kind exists (within the energy budgets), with the reason.
+        InputError: a derived quantity of the instance overflows the float range, or the scheme does
+            not plan with the instance's energy budgets.
         UnknownNameError: an unknown scheme name.
     """
     planner = get_scheme(scheme) if isinstance(scheme, str) else scheme
@@ -77,6 +82,12 @@ def solve(instance: Instance, scheme: str | Scheme = "jbba", *, seed: int = 0,
     costed, notes = planning_instance(instance, planner)
     if planner.one_block_per_device:
         check_matching_feasible(costed)
+    if costed.has_energy_budgets:
+        if not planner.plans_energy_budgets:
+            able = ", ".join(name for name, cls in _SCHEMES.items() if cls.plans_energy_budgets)
+            raise InputError("scheme", name, "does not plan with energy budgets (devices' energy_budget_j)",
+                             f"use one of {able}, or give no energy budget")
+        check_energy_feasible(costed)
     start = clock()
     allocation = planner.allocate(costed, seed=seed)
     solve_time_s = clock() - start
@@ -96,6 +107,7 @@ def solve(instance: Instance, scheme: str | Scheme = "jbba", *, seed: int = 0,
         round_latency_s=scored.round_latency_s,
         solve_time_s=solve_time_s,
         diagnostics=notes + allocation.diagnostics,
+        device_energy_j=dict(scored.energy_j),
     )
 
 

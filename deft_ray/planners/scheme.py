@@ -43,6 +43,8 @@ class Scheme(ABC):
     replicates_blocks: ClassVar[bool] = False
     trains_lora_a: ClassVar[bool] = True
     """Whether devices train the LoRA A matrices (FFA-LoRA freezes them)."""
+    plans_energy_budgets: ClassVar[bool] = False
+    """Whether the scheme keeps devices within their ``energy_budget_j`` (crunch, jbba, exact)."""
 
     def cost_instance(self, instance: Instance) -> Instance:
         """The instance this scheme's round is planned and scored on (default: ``instance``).

@@ -41,6 +41,8 @@ class DeviceSetup:
     optimizer: Any
     """The run's :class:`~deft_ray.config.OptimizerConfig`: local optimizer of the federated schemes."""
     torch_threads: int = 1
+    upload_dtype: str = "float32"
+    """``network.upload_dtype``: how the device sends its tensors."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,8 @@ def prepare(config: RunConfig, task: Any = None, *, profile_file: str | None = N
     partitions = partition_indices(train_columns["labels"], len(specs), seed=config.seed, **config.data.partition_options())
     setup = DeviceSetup(model_path=model_path, num_labels=task.spec.num_labels, lora=lora, seed=config.seed,
                         batch_size=config.data.batch_size, clock=Clock(config.clock, config.time_scale),
-                        block_memory_bytes=tuple(b.memory_bytes for b in profile), optimizer=config.optimizer)
+                        block_memory_bytes=tuple(b.memory_bytes for b in profile), optimizer=config.optimizer,
+                        upload_dtype=config.network.upload_dtype)
     return Prepared(model=model, scheme=config.build_scheme(), setup=setup, profile=profile, specs=specs,
                     train_columns=train_columns, partitions=tuple(partitions),
                     evaluation=ValidationSet(spec=task.spec, columns=validation, generation=generation),

@@ -10,6 +10,7 @@ policy (:mod:`deft_ray.runtime.recovery`); checkpoints are written and restored 
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from deft_ray.runtime.divergence import DivergenceError, DivergenceGuard
 from deft_ray.runtime.records import (BlockUpload, DeviceRound, DeviceStatus, Event, EventKind, Phase, RoundRecord,
                                       RunInterrupted, RunSummary, RunWarning)
 from deft_ray.runtime.recovery import CoverageError, FailureDecision, RecoveryPolicy
-from deft_ray.runtime.round_kinds import RoundKind
+from deft_ray.runtime.round_kinds import RoundKind, restore_upload
 from deft_ray.runtime.waiting import OnlinePlan, plan_when_online
 
 
@@ -92,6 +93,8 @@ class Coordinator:
         checkpoint of the last completed round when this one fails)."""
         self.round_events: list[Event] = []
         self._failed_this_round: set[str] = set()
+        self.tensors_per_block = tuple(len(model.block_parameter_names(n)) for n in range(len(self.profile)))
+        """Tensors each block uploads: an int8 upload carries a scale per tensor."""
 
     # ------------------------------------------------------------------------------ the run
     def run(self) -> Iterator[RoundRecord | RunWarning]:
@@ -190,7 +193,7 @@ class Coordinator:
         outcomes = [self._dispatch(instance, plan, round_idx, events, busy=frozenset(), start_s=0.0)]
         while outcomes[-1].lost_blocks:
             outcomes.append(self._recover(instance, outcomes, round_idx, events))
-        uploads = [upload for outcome in outcomes for upload in outcome.accepted]
+        uploads = [restore_upload(upload) for outcome in outcomes for upload in outcome.accepted]
         self.guard.check(round_idx, uploads)
         server_batch = self.server_stream.next_batch() if self.model.head_block is not None else None
         loss = self.round_kind.apply(self.model, self.optimizer, uploads, server_batch)
@@ -211,7 +214,9 @@ class Coordinator:
             devices=outcomes[0].phase.devices, bottleneck_device=max(uploads, key=lambda u: u.latency_s).device,
             loss=loss, evaluation=evaluation, events=(), blocks_applied=sum(len(u.blocks) for u in uploads),
             recovery=tuple(outcome.phase for outcome in outcomes[1:]),
-            online=tuple(device.name for device in instance.devices), waited_s=planned.waited_s)
+            online=tuple(device.name for device in instance.devices), waited_s=planned.waited_s,
+            # fsum: the same total whatever order the uploads arrived in
+            energy_j=math.fsum(d.energy_j or 0.0 for o in outcomes for d in o.phase.devices.values()))
         if self.meets_target(record):
             events.append(Event(kind=EventKind.TARGET_REACHED, metric=next(iter(evaluation)),
                                 value=record.primary_metric, target=self.config.target_metric))
@@ -227,7 +232,8 @@ class Coordinator:
         as the edge is now, with fading drawn from the run's generator."""
         specs = [spec for spec in self.specs if names is None or spec.name in names]
         gains = self.edge.gains([spec.name for spec in specs], self.next_round, self.rng)
-        return round_instance(self.config, specs, self.profile, self.rng, gains=gains)
+        return round_instance(self.config, specs, self.profile, self.rng, gains=gains,
+                              tensors_per_block=self.tensors_per_block)
 
     def _instance_at(self, time_s: float, names: Sequence[str]) -> Instance:
         self.edge.advance_to(time_s)

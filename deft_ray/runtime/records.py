@@ -8,7 +8,7 @@ described in docs/architecture.md, "Run directory".
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
 import numpy as np
@@ -72,6 +72,12 @@ class BlockUpload:
     kind: str = "gradients"
     num_examples: int = 0
     """The device's training examples (its partition's size): FedAvg's weight of its update."""
+    energy_j: float = 0.0
+    """compute_power_w x compute_s + tx_power_w x upload_s."""
+    dtype: str = "float32"
+    """How the tensors travelled (``network.upload_dtype``); int8 tensors come with ``scales``."""
+    scales: Mapping[str, float] = field(default_factory=dict)
+    """int8 uploads: each tensor's scale (value = int8 x scale)."""
 
     @property
     def latency_s(self) -> float:
@@ -178,6 +184,8 @@ class DeviceRound:
     peak_memory_bytes: float | None = None
     loss: float | None = None
     error: str | None = None
+    energy_j: float | None = None
+    """compute_power_w x compute_s + tx_power_w x upload_s."""
 
     @classmethod
     def of_upload(cls, upload: BlockUpload, order: WorkOrder, *, arrival_s: float, late: bool) -> DeviceRound:
@@ -185,7 +193,7 @@ class DeviceRound:
                    status=DeviceStatus.LATE if late else DeviceStatus.APPLIED, compute_s=upload.compute_s,
                    upload_s=upload.upload_s, measured_compute_s=upload.measured_compute_s, arrival_s=arrival_s,
                    memory_need_bytes=upload.memory_need_bytes, peak_memory_bytes=upload.peak_memory_bytes,
-                   loss=upload.loss)
+                   loss=upload.loss, energy_j=upload.energy_j)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -245,6 +253,9 @@ class RoundRecord:
     """The devices online (and in the run) when the round was planned."""
     waited_s: float = 0.0
     """Emulated seconds the round waited, before planning, for enough devices to come online."""
+    energy_j: float | None = None
+    """Energy every upload of the round cost its device (every phase, late uploads included);
+    ``None`` in a ledger written before energy was accounted."""
 
     @property
     def primary_metric(self) -> float | None:
@@ -262,6 +273,7 @@ class RoundRecord:
             "events": [event.to_json() for event in self.events], "blocks_applied": self.blocks_applied,
             "recovery": [phase.to_json() for phase in self.recovery],
             "online": list(self.online) if self.online is not None else None, "waited_s": self.waited_s,
+            "energy_j": self.energy_j,
         }
 
     @classmethod
@@ -277,7 +289,8 @@ class RoundRecord:
             blocks_applied=int(data.get("blocks_applied", 0)),
             recovery=tuple(Phase.from_json(p) for p in data.get("recovery", ())),
             online=tuple(data["online"]) if data.get("online") is not None else None,
-            waited_s=float(data.get("waited_s", 0.0)))
+            waited_s=float(data.get("waited_s", 0.0)),
+            energy_j=None if data.get("energy_j") is None else float(data["energy_j"]))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -309,16 +322,23 @@ class RunSummary:
     best_metric: float | None
     events: int
     device_memory: DeviceMemory | None = None
+    energy_j: float = 0.0
+    """Energy of every round, summed."""
+    device_energy_j: Mapping[str, float] = field(default_factory=dict)
+    """Each device's energy over the run."""
     trailing_events: tuple[Event, ...] = ()
     """Events after the last round's ledger line was written (a failed last checkpoint)."""
 
     def to_json(self) -> dict[str, Any]:
         data = {item.name: getattr(self, item.name) for item in fields(self)
-                if item.name not in ("metric", "best_metric", "device_memory", "trailing_events")}
+                if item.name not in ("metric", "best_metric", "device_memory", "trailing_events", "energy_j",
+                                     "device_energy_j")}
         data["final_evaluation"] = dict(self.final_evaluation) if self.final_evaluation else None
         keys = list(data)
         ordered = {k: data[k] for k in keys[:keys.index("final_evaluation") + 1]}
         ordered[f"best_{self.metric}"] = self.best_metric
+        ordered["energy_j"] = self.energy_j
+        ordered["device_energy_j"] = dict(self.device_energy_j)
         ordered["events"] = self.events
         if self.device_memory is not None:
             ordered["device_memory"] = {item.name: getattr(self.device_memory, item.name)

@@ -15,6 +15,7 @@ blocks a failed device leaves uncovered, and turns the uploads into the adapter'
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
@@ -140,6 +141,17 @@ class LocalUpdateAveraging(RoundKind):
                 mean = np.average(changes, axis=0, weights=weights).astype(changes[0].dtype)
                 parameters[name].add_(torch.from_numpy(mean).to(parameters[name].device))
         return float(np.mean([upload.loss for upload in uploads]))
+
+
+def restore_upload(upload: BlockUpload) -> BlockUpload:
+    """``upload`` with its tensors back in float32 (``network.upload_dtype``), as the server
+    assembles or averages them."""
+    from deft_ray.learning.compression import restore
+
+    if upload.dtype == "float32":
+        return upload
+    return dataclasses.replace(upload, tensors=restore(upload.tensors, upload.dtype, upload.scales),
+                               dtype="float32", scales={})
 
 
 def round_kind_of(scheme: Scheme) -> RoundKind:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -32,4 +33,15 @@ def summarize(config: RunConfig, records: Sequence[RoundRecord],
         final_loss=records[-1].loss if records else None,
         final_evaluation=dict(evaluated[-1].evaluation) if evaluated else None,
         metric=metric, best_metric=best(metric, [r.evaluation[metric] for r in evaluated]) if evaluated else None,
-        events=sum(len(r.events) for r in records), device_memory=device_memory)
+        events=sum(len(r.events) for r in records), device_memory=device_memory,
+        energy_j=math.fsum(r.energy_j or 0.0 for r in records), device_energy_j=device_energy_j(records))
+
+
+def device_energy_j(records: Sequence[RoundRecord]) -> dict[str, float]:
+    """Each device's energy summed over every phase of ``records``."""
+    totals: dict[str, list[float]] = {}
+    for record in records:
+        for phase_devices in (record.devices, *(phase.devices for phase in record.recovery)):
+            for name, device in phase_devices.items():
+                totals.setdefault(name, []).append(device.energy_j or 0.0)
+    return {name: math.fsum(values) for name, values in sorted(totals.items())}
