@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from deft_ray.actors.device import Device
-from deft_ray.actors.pool import RayDevicePool
+from deft_ray.actors.pool import RayDevicePool, live_answers
 from deft_ray.actors.startup import StartupTimes, StartupWatch
 from deft_ray.actors.timeouts import CONTROL_TIMEOUT_S, DEVICE_STARTUP_TIMEOUT_S
 from deft_ray.edge.devices import DeviceSpec
@@ -128,11 +128,9 @@ class PackedDevicePool(RayDevicePool):
         return list(unique.values())
 
     def pids(self) -> dict[str, int]:
-        import ray
-
-        hosts = self.hosts()
-        pid_of = dict(zip(map(id, hosts), ray.get([h.pid.remote() for h in hosts], timeout=CONTROL_TIMEOUT_S)))
-        return {name: pid_of[id(handle)] for name, handle in self.handles.items()}
+        hosts = {str(id(host)): host for host in self.hosts()}
+        pid_of = live_answers({key: host.pid.remote() for key, host in hosts.items()})  # live hosts only
+        return {name: pid_of[str(id(handle))] for name, handle in self.handles.items() if str(id(handle)) in pid_of}
 
     def memory_usage(self) -> dict[str, dict[str, float]]:
         """Each live device's share of its host's resident memory (the host's divided by its devices)."""

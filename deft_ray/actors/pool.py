@@ -135,10 +135,9 @@ class RayDevicePool:
         self.handles[name] = handle
 
     def stream_states(self):
-        import ray
-
-        names = list(self.handles)
-        return dict(zip(names, ray.get([self._call(n, "stream_state") for n in names], timeout=CONTROL_TIMEOUT_S)))
+        """Each live device's stream; a device whose process died unnoticed (no work since) is left
+        out, and fails in the next round that gives it work."""
+        return live_answers({name: self._call(name, "stream_state") for name in self.handles})
 
     def load_stream_states(self, states):
         import ray
@@ -147,22 +146,23 @@ class RayDevicePool:
                  if name in self.handles], timeout=CONTROL_TIMEOUT_S)
 
     def pids(self) -> dict[str, int]:
-        """Each device actor's process id (for fault injection from outside)."""
-        import ray
-
-        names = list(self.handles)
-        return dict(zip(names, ray.get([self.handles[n].pid.remote() for n in names], timeout=CONTROL_TIMEOUT_S)))
+        """Each live device actor's process id (for fault injection from outside)."""
+        return live_answers({name: handle.pid.remote() for name, handle in self.handles.items()})
 
     def memory_usage(self) -> dict[str, dict[str, float]]:
         """Each live device actor's resident memory (see :meth:`Device.memory_usage`); a device
         whose process died after its last upload, unnoticed by any round, is left out."""
-        import ray
+        return live_answers({name: handle.memory_usage.remote() for name, handle in self.handles.items()})
 
-        refs = {name: handle.memory_usage.remote() for name, handle in self.handles.items()}
-        usage = {}
-        for name, ref in refs.items():
-            try:
-                usage[name] = ray.get(ref, timeout=CONTROL_TIMEOUT_S)
-            except ray.exceptions.RayActorError:
-                continue
-        return usage
+
+def live_answers(refs: Mapping[str, Any]) -> dict[str, Any]:
+    """Each device's answer, leaving out devices whose process has died."""
+    import ray
+
+    answers = {}
+    for name, ref in refs.items():
+        try:
+            answers[name] = ray.get(ref, timeout=CONTROL_TIMEOUT_S)
+        except ray.exceptions.RayActorError:
+            continue
+    return answers

@@ -181,6 +181,8 @@ def test_packed_run_streams_its_start_and_survives_the_loss_of_a_host(tiny_bert,
     victims = sorted(name for name, handle in pool.handles.items() if handle is pool.hosts()[0])
     ray_local.kill(pool.handles[victims[0]], no_restart=True)
     list(rounds)
+    alive = {name for name in pool.handles if name not in victims}
+    assert set(pool.stream_states()) == set(pool.pids()) == alive  # a dead host's idle devices are left out
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     for record in records:
         applied = sorted(b for phase in [record, *record["recovery"]] for d in phase["devices"].values()
