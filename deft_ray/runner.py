@@ -28,8 +28,8 @@ from deft_ray.experiments.terminal import output_console
 from deft_ray.reporting import Reporter, make_reporters
 from deft_ray.runtime.interrupts import Interrupted, StopNow, StopRequest, stop_on_signals
 from deft_ray.runtime.preflight import check_against_data, check_against_model
-from deft_ray.runtime.records import (EventKind, RoundRecord, RunFinished, RunInterrupted, RunStarted, RunSummary,
-                                      RunWarning)
+from deft_ray.runtime.records import (DevicesStarting, EventKind, RoundRecord, RunFinished, RunInterrupted,
+                                      RunStarted, RunSummary, RunWarning)
 
 
 def resize_population(config: RunConfig, num_devices: int) -> RunConfig:
@@ -200,7 +200,9 @@ def _follow(stream, config: RunConfig, console: Console, *, log_format: str = "t
                   disable=quiet or log_format == "json" or not console.is_terminal) as progress:
         bar = progress.add_task("rounds", total=config.rounds, status="starting devices")
         for item in stream:
-            if isinstance(item, RunStarted):
+            if isinstance(item, DevicesStarting):
+                progress.update(bar, status=f"starting devices: {item.ready} of {item.total} ready")
+            elif isinstance(item, RunStarted):
                 progress.update(bar, completed=item.rounds_done, status=f"resumed after round {item.rounds_done}"
                                 if item.rounds_done else "running")
             elif isinstance(item, RoundRecord):

@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import resource
 import time
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from deft_ray.actors.startup import StartupTimes, StartupWatch
 from deft_ray.edge.clock import transfer_time_s
 from deft_ray.edge.devices import DeviceSpec
 from deft_ray.errors import DeftRayError
 from deft_ray.learning.compression import compress
 from deft_ray.learning.compression import payload_bits as upload_bits
-from deft_ray.runtime.build import DeviceSetup
 from deft_ray.runtime.records import BlockUpload, LocalUpdateOrder, WorkOrder
+
+if TYPE_CHECKING:
+    from deft_ray.runtime.device_setup import DeviceSetup
 
 
 class MemoryBudgetError(DeftRayError):
@@ -38,17 +41,22 @@ class Device:
     """
 
     def __init__(self, spec: DeviceSpec, setup: DeviceSetup, backbone: Mapping[str, np.ndarray],
-                 train_columns: Mapping[str, np.ndarray], indices: np.ndarray):
+                 train_columns: Mapping[str, np.ndarray], indices: np.ndarray, *, watch: StartupWatch | None = None):
+        self.watch = watch or StartupWatch()
+        """The start-up's stages (shared by the devices of one packed host)."""
+        self.watch.start()
         import torch
 
         from deft_ray.learning.batches import BatchStream, TensorTable
         from deft_ray.learning.model import BlockModel
 
+        self.watch.stop("imports")
         torch.set_num_threads(setup.torch_threads)
         self.spec = spec
         self.setup = setup
         self.model = BlockModel.from_shared_state(setup.model_path, backbone, num_labels=setup.num_labels,
                                                   lora=setup.lora, seed=setup.seed)
+        self.watch.stop("model")
         if spec.num_gpus > 0 and torch.cuda.is_available():
             torch.cuda.set_per_process_memory_fraction(
                 min(1.0, spec.memory_budget_bytes / torch.cuda.get_device_properties(0).total_memory))
@@ -60,6 +68,11 @@ class Device:
         stream_seed = np.random.SeedSequence([setup.seed, *spec.name.encode()]).generate_state(1)[0]
         self.stream = BatchStream(TensorTable(train_columns), indices, batch_size=setup.batch_size,
                                   seed=int(stream_seed))
+        self.watch.stop("data")
+
+    def startup_times(self) -> StartupTimes:
+        """How this device's process spent its start-up (:mod:`deft_ray.actors.startup`)."""
+        return self.watch.times(devices=1)
 
     def name(self) -> str:
         return self.spec.name

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from deft_ray.actors.device import Device
+from deft_ray.actors.packed import pack
 from deft_ray.actors.placement import gang_schedule
 from deft_ray.actors.planner import Planner
-from deft_ray.actors.pool import LocalDevicePool, RayDevicePool
-from deft_ray.actors.timeouts import DEVICE_STARTUP_TIMEOUT_S, PLAN_TIMEOUT_S, RECORD_TIMEOUT_S
+from deft_ray.actors.pool import LocalDevicePool
+from deft_ray.actors.spawning import await_startup, device_actors, device_hosts
+from deft_ray.actors.timeouts import CONTROL_TIMEOUT_S, DEVICE_STARTUP_TIMEOUT_S, PLAN_TIMEOUT_S, RECORD_TIMEOUT_S
 from deft_ray.config import RunConfig
 from deft_ray.errors import DeftRayError
 from deft_ray.runtime.build import coordinator_for, prepare
 from deft_ray.runtime.coordinator import Coordinator
 from deft_ray.runtime.ledger import RunDirectory
 from deft_ray.runtime.interrupts import StopNow, StopRequest
-from deft_ray.runtime.records import Event, EventKind, RoundRecord, RunFinished, RunStarted, RunStreamItem
+from deft_ray.runtime.records import (DevicesStarting, Event, EventKind, RoundRecord, RunFinished, RunStarted,
+                                     RunStreamItem)
 from deft_ray.runtime.round_kinds import RoundError
 
 
@@ -44,14 +47,16 @@ def build_local(config: RunConfig, run_dir: RunDirectory, task: Any = None, *, r
     return coordinator_for(config, prepared, pool, Planner(prepared.scheme, seed=config.seed), run_dir, resume=resume)
 
 
-def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None, *, resume: bool = False) -> Coordinator:
-    """A coordinator driving one Ray actor per device and a planner actor.
+def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None, *, resume: bool = False,
+              on_progress: Callable[[int, int], None] | None = None) -> Coordinator:
+    """A coordinator driving one Ray actor per device (or per host of ``runtime.devices_per_actor``
+    packed devices) and a planner actor; ``on_progress(ready, total)`` hears of devices as they
+    finish building.
 
     The frozen backbone and the tokenised training columns are put in the object store once;
     every device maps them zero-copy.
     """
     import ray
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     from deft_ray.learning.model import backbone_state_numpy
 
@@ -59,37 +64,27 @@ def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None, *, res
     backbone_ref = ray.put(backbone_state_numpy(prepared.model))
     columns_ref = ray.put(prepared.train_columns)
     started = time.perf_counter()
-    group = gang_schedule(prepared.specs)
-    device_class = ray.remote(Device)
-    index_of = {spec.name: index for index, spec in enumerate(prepared.specs)}
-
-    def spawn(name: str):
-        """A device actor in its own bundle of the run's placement group (a restart reuses it)."""
-        index = index_of[name]
-        spec = prepared.specs[index]
-        options = dict(num_cpus=spec.num_cpus, num_gpus=spec.num_gpus, max_restarts=0,
-                       scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index))
-        if spec.ray_memory_bytes:
-            options["memory"] = spec.ray_memory_bytes
-        if spec.resources:
-            options["resources"] = dict(spec.resources)
-        return device_class.options(**options).remote(spec, prepared.setup, backbone_ref, columns_ref,
-                                                      prepared.partitions[index])
-
-    handles = {spec.name: spawn(spec.name) for spec in prepared.specs}
-    names = {handle.name.remote(): name for name, handle in handles.items()}
-    ready, pending = ray.wait(list(names), num_returns=len(names), timeout=DEVICE_STARTUP_TIMEOUT_S)
-    if pending:
-        raise RoundError(f"{len(pending)} of {len(names)} device actors did not start within "
-                         f"{DEVICE_STARTUP_TIMEOUT_S:.0f} s (set DEFT_RAY_STARTUP_TIMEOUT_S); check the cluster has "
-                         "the CPUs/GPUs/resources the device groups ask for (`ray status`)")
-    ray.get(ready, timeout=DEVICE_STARTUP_TIMEOUT_S)  # surfaces a device that failed to build
-    nodes = ray.get([handle.node_id.remote() for handle in handles.values()], timeout=DEVICE_STARTUP_TIMEOUT_S)
-    placed = Event(kind=EventKind.DEVICES_PLACED, detail=f"{len(set(nodes))} node(s)", nodes=dict(zip(handles, nodes)),
-                   startup_s=time.perf_counter() - started)
+    limit = config.runtime.max_concurrent_devices
+    if limit is None and config.clock == "virtual":
+        limit = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    per_actor = config.runtime.devices_per_actor
+    hosts = None if per_actor == 1 else pack(prepared.specs, per_actor)
+    group = gang_schedule(prepared.specs, hosts)
+    if hosts is None:
+        handles, pool = device_actors(Device, prepared, group, backbone_ref, columns_ref, limit)
+    else:
+        handles, pool = device_hosts(Device, prepared, group, hosts, backbone_ref, columns_ref, limit)
+    actors = list({id(handle): handle for handle in handles.values()}.values())
+    times = await_startup(actors, len(prepared.specs), on_progress)
+    node_of = dict(zip(map(id, actors), ray.get([a.node_id.remote() for a in actors], timeout=DEVICE_STARTUP_TIMEOUT_S)))
+    nodes = {name: node_of[id(handle)] for name, handle in handles.items()}
+    shares = [t.per_device() for t in times]
+    stages = {key: sum(share[key] * t.devices for share, t in zip(shares, times)) / len(handles) for key in shares[0]}
+    placed = Event(kind=EventKind.DEVICES_PLACED, detail=f"{len(set(nodes.values()))} node(s), {len(actors)} device "
+                   "process(es)", nodes=nodes, startup_s=time.perf_counter() - started, startup_stages_s=stages)
     prepared = dataclasses.replace(prepared, events=(*prepared.events, placed))
     planner = ray.remote(Planner).options(num_cpus=0).remote(prepared.scheme, seed=config.seed)
-    return coordinator_for(config, prepared, RayDevicePool(handles, spawn), RayPlanner(planner), run_dir, resume=resume)
+    return coordinator_for(config, prepared, pool, RayPlanner(planner), run_dir, resume=resume)
 
 
 class CoordinatorActor:
@@ -100,16 +95,27 @@ class CoordinatorActor:
     """
 
     def __init__(self, config: RunConfig, run_dir: str, task: Any = None, resume: bool = False):
-        self.error: DeftRayError | None = None
-        try:
-            self.coordinator = build_ray(config, RunDirectory(run_dir), task=task, resume=resume)
-        except DeftRayError as error:  # kept, so ready() raises it as a plain task error
-            self.error = error
+        self.args = (config, run_dir, task, resume)
+        self.coordinator: Coordinator | None = None
+        self.progress = DevicesStarting(ready=0, total=config.num_devices)
+        self._stop_early = False
 
     def ready(self) -> RunStarted:
-        if self.error is not None:
-            raise self.error
+        """Build the run (devices, planner, coordinator); its errors reach the driver as task errors."""
+        if self.coordinator is None:
+            config, run_dir, task, resume = self.args
+            self.coordinator = build_ray(config, RunDirectory(run_dir), task=task, resume=resume,
+                                         on_progress=self._on_progress)
+            if self._stop_early:
+                self.coordinator.stop_requested.set()
         return RunStarted(self.coordinator.rounds_done)
+
+    def _on_progress(self, ready: int, total: int) -> None:
+        self.progress = DevicesStarting(ready=ready, total=total)
+
+    def startup_progress(self) -> DevicesStarting:
+        """How many devices have built their models (answered on the actor's second thread during :meth:`ready`)."""
+        return self.progress
 
     def run(self):
         from deft_ray.actors.metrics import RoundMetrics
@@ -122,7 +128,10 @@ class CoordinatorActor:
 
     def request_stop(self) -> None:
         """Stop after the round in flight (the actor runs two threads, so this arrives during :meth:`run`)."""
-        self.coordinator.stop_requested.set()
+        if self.coordinator is None:
+            self._stop_early = True
+        else:
+            self.coordinator.stop_requested.set()
 
 
 def _coordinator_stream(coordinator: Coordinator) -> Iterator[RunStreamItem]:
@@ -166,7 +175,8 @@ def ray_stream(config: RunConfig, run_dir: RunDirectory, task: Any, resume: bool
     actor = None
     try:
         actor = coordinator.remote(config, str(run_dir.root.resolve()), task, resume)
-        yield _wait_get(actor.ready.remote(), DEVICE_STARTUP_TIMEOUT_S + 600, actor, stop)
+        yield from _starting(actor, DEVICE_STARTUP_TIMEOUT_S + 600)
+        _forward_stop(actor, stop)
         records = actor.run.remote()
         while True:
             waited_s = 0.0
@@ -190,18 +200,21 @@ def ray_stream(config: RunConfig, run_dir: RunDirectory, task: Any, resume: bool
         raise
 
 
-def _wait_get(ref, timeout_s: float, actor, stop: StopRequest | None):
-    """``ray.get(ref)`` within ``timeout_s``, looking at ``stop`` every :data:`POLL_S`."""
+def _starting(actor, timeout_s: float) -> Iterator[RunStreamItem]:
+    """The coordinator actor's :class:`DevicesStarting` as devices get ready, then its :class:`RunStarted`."""
     import ray
 
-    waited_s = 0.0
-    while not ray.wait([ref], timeout=POLL_S)[0]:
+    ready_ref = actor.ready.remote()
+    waited_s, shown = 0.0, None
+    while not ray.wait([ready_ref], timeout=POLL_S)[0]:
         waited_s += POLL_S
         if waited_s > timeout_s:
             raise RoundError(f"the coordinator did not start within {timeout_s:.0f} s (set DEFT_RAY_STARTUP_TIMEOUT_S)")
-    result = ray.get(ref, timeout=RECORD_TIMEOUT_S)
-    _forward_stop(actor, stop)
-    return result
+        progress = ray.get(actor.startup_progress.remote(), timeout=CONTROL_TIMEOUT_S)
+        if progress != shown:
+            shown = progress
+            yield progress
+    yield ray.get(ready_ref, timeout=RECORD_TIMEOUT_S)
 
 
 def _forward_stop(actor, stop: StopRequest | None) -> None:

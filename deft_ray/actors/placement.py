@@ -1,8 +1,8 @@
-"""Placing the device actors: one bundle each in a gang-scheduled Ray placement group."""
+"""Placing the device actors: one bundle each (or per host of packed devices) in a gang-scheduled Ray placement group."""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from deft_ray.actors.timeouts import PLACEMENT_TIMEOUT_S
 from deft_ray.edge.devices import DeviceSpec
@@ -24,14 +24,26 @@ def device_bundle(spec: DeviceSpec) -> dict[str, float]:
     return bundle
 
 
-def gang_schedule(specs: tuple[DeviceSpec, ...]):
-    """Reserve one bundle per device, all or nothing (a Ray placement group, packed onto as few
-    nodes as fit). A run gets all its devices or fails fast, naming what is missing."""
+def host_bundle(specs: Sequence[DeviceSpec]) -> dict[str, float]:
+    """The resources a host of packed devices reserves: the sum of its devices' bundles."""
+    bundle: dict[str, float] = {}
+    for spec in specs:
+        for name, amount in device_bundle(spec).items():
+            bundle[name] = bundle.get(name, 0.0) + amount
+    return bundle
+
+
+def gang_schedule(specs: tuple[DeviceSpec, ...], hosts: Sequence[Sequence[int]] | None = None):
+    """Reserve one bundle per device (or per host of packed devices: ``hosts`` lists each host's
+    device indices), all or nothing (a Ray placement group, packed onto as few nodes as fit). A
+    run gets all its devices or fails fast, naming what is missing."""
     import ray
     from ray.util.placement_group import placement_group, remove_placement_group
 
     check_cluster_resources(specs, ray.cluster_resources())
-    group = placement_group([device_bundle(spec) for spec in specs], strategy="PACK")
+    bundles = ([device_bundle(spec) for spec in specs] if hosts is None
+               else [host_bundle([specs[i] for i in host]) for host in hosts])
+    group = placement_group(bundles, strategy="PACK")
     ready, _ = ray.wait([group.ready()], timeout=PLACEMENT_TIMEOUT_S)
     if not ready:
         remove_placement_group(group)

@@ -61,19 +61,36 @@ class RayDevicePool:
     """Device actors: the adapter is ``ray.put`` once per round, uploads are taken as they arrive.
 
     A device whose actor died or raised is reported in :attr:`Dispatch.failures`; ``spawn(name)``
-    starts a fresh actor for :meth:`restart`.
+    starts a fresh actor for :meth:`restart`. ``max_concurrent`` bounds the device computations
+    in flight (``None``: all at once): the orders go out longest emulated compute first, and each
+    arrival lets the next one go, so no more than that many devices contend for the CPUs. Emulated
+    time does not change with it (the virtual clock charges the profile's compute time).
     """
 
-    def __init__(self, handles: Mapping[str, Any], spawn: Any = None):
+    def __init__(self, handles: Mapping[str, Any], spawn: Any = None, *, max_concurrent: int | None = None):
         self.handles = dict(handles)
         self.spawn = spawn
+        self.max_concurrent = max_concurrent
+
+    def _call(self, name: str, method: str, *args):
+        """``handle.method.remote(*args)`` for device ``name`` (a packed pool adds the name)."""
+        return getattr(self.handles[name], method).remote(*args)
 
     def train(self, orders, adapter, *, timeout_s, deadline_s=None):
         import ray
 
         adapter_ref = ray.put(dict(adapter))
         start = time.perf_counter()
-        pending = {self.handles[name].train.remote(order, adapter_ref): name for name, order in orders.items()}
+        queue = sorted(orders, key=lambda name: -orders[name].planned_compute_s)
+        limit = len(queue) if self.max_concurrent is None else self.max_concurrent
+        pending: dict[Any, str] = {}
+
+        def submit() -> None:
+            while queue and len(pending) < limit:
+                name = queue.pop(0)
+                pending[self._call(name, "train", orders[name], adapter_ref)] = name
+
+        submit()
         arrivals, failures = [], {}
         while pending:
             elapsed = time.perf_counter() - start
@@ -88,6 +105,7 @@ class RayDevicePool:
                                  f"{timeout_s:.0f} s; raise round_timeout_s or check those devices")
             ref = ready[0]
             name = pending.pop(ref)
+            submit()
             try:
                 arrivals.append(Arrival(ray.get(ref, timeout=timeout_s), time.perf_counter() - start))
             except ray.exceptions.RayActorError as error:
@@ -95,7 +113,8 @@ class RayDevicePool:
             except ray.exceptions.RayTaskError as error:
                 cause = error.cause if isinstance(getattr(error, "cause", None), BaseException) else error
                 failures[name] = f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:200]}"
-        return Dispatch(arrivals=tuple(arrivals), failures=failures, unfinished=tuple(sorted(pending.values())))
+        unfinished = (*pending.values(), *queue)
+        return Dispatch(arrivals=tuple(arrivals), failures=failures, unfinished=tuple(sorted(unfinished)))
 
     def remove(self, name):
         import ray
@@ -116,34 +135,34 @@ class RayDevicePool:
         self.handles[name] = handle
 
     def stream_states(self):
-        import ray
-
-        names = list(self.handles)
-        return dict(zip(names, ray.get([self.handles[n].stream_state.remote() for n in names], timeout=CONTROL_TIMEOUT_S)))
+        """Each live device's stream; a device whose process died unnoticed (no work since) is left
+        out, and fails in the next round that gives it work."""
+        return live_answers({name: self._call(name, "stream_state") for name in self.handles})
 
     def load_stream_states(self, states):
         import ray
 
-        ray.get([self.handles[name].load_stream_state.remote(dict(state)) for name, state in states.items()
+        ray.get([self._call(name, "load_stream_state", dict(state)) for name, state in states.items()
                  if name in self.handles], timeout=CONTROL_TIMEOUT_S)
 
     def pids(self) -> dict[str, int]:
-        """Each device actor's process id (for fault injection from outside)."""
-        import ray
-
-        names = list(self.handles)
-        return dict(zip(names, ray.get([self.handles[n].pid.remote() for n in names], timeout=CONTROL_TIMEOUT_S)))
+        """Each live device actor's process id (for fault injection from outside)."""
+        return live_answers({name: handle.pid.remote() for name, handle in self.handles.items()})
 
     def memory_usage(self) -> dict[str, dict[str, float]]:
         """Each live device actor's resident memory (see :meth:`Device.memory_usage`); a device
         whose process died after its last upload, unnoticed by any round, is left out."""
-        import ray
+        return live_answers({name: handle.memory_usage.remote() for name, handle in self.handles.items()})
 
-        refs = {name: handle.memory_usage.remote() for name, handle in self.handles.items()}
-        usage = {}
-        for name, ref in refs.items():
-            try:
-                usage[name] = ray.get(ref, timeout=CONTROL_TIMEOUT_S)
-            except ray.exceptions.RayActorError:
-                continue
-        return usage
+
+def live_answers(refs: Mapping[str, Any]) -> dict[str, Any]:
+    """Each device's answer, leaving out devices whose process has died."""
+    import ray
+
+    answers = {}
+    for name, ref in refs.items():
+        try:
+            answers[name] = ray.get(ref, timeout=CONTROL_TIMEOUT_S)
+        except ray.exceptions.RayActorError:
+            continue
+    return answers

@@ -7,10 +7,10 @@ described in docs/configuration.md.
 from deft_ray.config.loading import (apply_overrides, config_from_dict, dump_config, load_config, parse_assignments,
                                      read_yaml, to_dict, validated)
 from deft_ray.config.sections import (DataConfig, DeviceGroup, FederatedConfig, FieldProblem, ModelConfig,
-                                      NetworkConfig, OptimizerConfig, ReliabilityConfig, RunConfig,
+                                      NetworkConfig, OptimizerConfig, ReliabilityConfig, RunConfig, RuntimeConfig,
                                       default_device_groups)
 
 __all__ = ["DataConfig", "DeviceGroup", "FederatedConfig", "FieldProblem", "ModelConfig", "NetworkConfig",
-           "OptimizerConfig", "ReliabilityConfig", "RunConfig", "apply_overrides", "config_from_dict",
+           "OptimizerConfig", "ReliabilityConfig", "RunConfig", "RuntimeConfig", "apply_overrides", "config_from_dict",
            "default_device_groups", "dump_config", "load_config", "parse_assignments", "read_yaml", "to_dict",
            "validated"]

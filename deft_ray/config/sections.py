@@ -348,6 +348,21 @@ class FederatedConfig:
     """Local optimizer steps (batches) each device takes per round before uploading its adapter."""
 
 
+@dataclass(frozen=True, kw_only=True, config=SECTION)
+class RuntimeConfig:
+    """How the device processes share the machines they run on (wall time only: emulated time
+    and results do not change)."""
+
+    max_concurrent_devices: PositiveWhole | None = None
+    """Device computations that run at once, the rest waiting their turn (empty: the Ray
+    cluster's CPUs under the virtual clock, which charges profiled compute time, so contention
+    only costs wall time; no limit under realtime, where wall time is the emulation)."""
+    devices_per_actor: PositiveWhole = 1
+    """Emulated devices hosted by one Ray actor process, training on threads (1: an actor per
+    device). More saves each device the process's imports and memory; the devices of a process
+    share its Ray resources and its failures (docs/architecture.md, "Packed devices")."""
+
+
 def default_device_groups() -> tuple[DeviceGroup, ...]:
     """A mixed population of 12: 4 workstation-class (65 W while computing), 4 Jetson-class (15 W)
     and 4 phone-class (5 W) devices."""
@@ -396,6 +411,7 @@ class RunConfig:
     network: NetworkConfig = dataclasses.field(default_factory=NetworkConfig)
     reliability: ReliabilityConfig = dataclasses.field(default_factory=ReliabilityConfig)
     federated: FederatedConfig = dataclasses.field(default_factory=FederatedConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     devices: tuple[DeviceGroup, ...] = dataclasses.field(default_factory=default_device_groups)
 
     @model_validator(mode="after")
@@ -425,6 +441,10 @@ class RunConfig:
         if self.profile is not None and self.profile not in PACKAGED_PROFILES and not Path(self.profile).is_file():
             raise FieldProblem("profile", self.profile, "no such file", "give a profile JSON or leave it empty")
         self._check_traces()
+        if self.clock == "realtime" and self.runtime.max_concurrent_devices is not None:
+            raise FieldProblem("runtime.max_concurrent_devices", self.runtime.max_concurrent_devices,
+                               "would hold devices back under the realtime clock, where wall time is the emulation",
+                               "leave it empty, or use clock: virtual")
         return self
 
     def _check_traces(self) -> None:

@@ -19,30 +19,11 @@ from deft_ray.errors import InputError
 from deft_ray.learning.validation import ValidationSet
 from deft_ray.planners import BlockCost, Scheme, make_blocks_monotone
 from deft_ray.runtime.coordinator import Coordinator
+from deft_ray.runtime.device_setup import DeviceSetup
 from deft_ray.runtime.dispatch import DevicePool, PlannerLike
 from deft_ray.runtime.ledger import RunDirectory
 from deft_ray.runtime.records import Event, EventKind
 from deft_ray.runtime.round_kinds import round_kind_of
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceSetup:
-    """What every device needs besides its own spec: how to build the model and its batches."""
-
-    model_path: str
-    num_labels: int
-    lora: Any
-    """A :class:`deft_ray.learning.lora.LoraSpec`."""
-    seed: int
-    batch_size: int
-    clock: Clock
-    block_memory_bytes: tuple[float, ...]
-    """The profile's memory need of each block, to refuse assignments over the budget."""
-    optimizer: Any
-    """The run's :class:`~deft_ray.config.OptimizerConfig`: local optimizer of the federated schemes."""
-    torch_threads: int = 1
-    upload_dtype: str = "float32"
-    """``network.upload_dtype``: how the device sends its tensors."""
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,9 @@ class Event:
     startup_s: float | None = None
     waited_s: float | None = None
     """Waits for devices to come online: the emulated seconds waited."""
+    startup_stages_s: Mapping[str, float] | None = None
+    """Devices placed: one device's mean share of its process's start-up, CPU and wall seconds per
+    stage (``imports_cpu_s``, ``model_wall_s``, ..., ``cpu_s``; deft_ray/actors/startup.py)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"kind": self.kind.value}
@@ -143,7 +146,7 @@ class Event:
                 value = list(value)
             elif item.name == "assignment":
                 value = {name: list(blocks) for name, blocks in value.items()}
-            elif item.name == "nodes":
+            elif item.name in ("nodes", "startup_stages_s"):
                 value = dict(value)
             data[item.name] = value
         return data
@@ -378,11 +381,19 @@ class RunInterrupted:
     """The checkpoint of the last completed round (``None`` when no round completed)."""
 
 
-RunStreamItem = RunStarted | RoundRecord | RunWarning | RunFinished | RunInterrupted
-"""What a run streams to its driver, in order: one start, a record per round (warnings between),
-then a finish or an interruption."""
+@dataclass(frozen=True, slots=True)
+class DevicesStarting:
+    """Before :class:`RunStarted`: how many of the run's devices have built their models."""
+
+    ready: int
+    total: int
 
 
-__all__ = ["BlockGradientsOrder", "BlockUpload", "DeviceMemory", "DeviceRound", "DeviceStatus", "Event",
+RunStreamItem = DevicesStarting | RunStarted | RoundRecord | RunWarning | RunFinished | RunInterrupted
+"""What a run streams to its driver, in order: the devices starting, one start, a record per round
+(warnings between), then a finish or an interruption."""
+
+
+__all__ = ["BlockGradientsOrder", "BlockUpload", "DeviceMemory", "DevicesStarting", "DeviceRound", "DeviceStatus", "Event",
            "EventKind", "LocalUpdateOrder", "Phase", "RoundRecord", "RunFinished", "RunInterrupted", "RunStarted",
            "RunStreamItem", "RunSummary", "RunWarning", "WorkOrder"]
