@@ -1,9 +1,11 @@
-"""Factories shared by the runtime tests: a tiny run config and the checks every run directory passes."""
+"""Factories shared by the runtime tests: a tiny run config, the checks every run directory passes,
+and what a device is built from."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -55,3 +57,22 @@ def check_run_directory():
     """``check_run_directory(out, config, num_blocks)``: the checks every finished run directory passes;
     returns its ledger lines."""
     return check_run_directory_of
+
+
+DEVICE_EXAMPLES = 32
+
+
+@pytest.fixture(scope="module")
+def device_inputs(tiny_bert):
+    """``(model, backbone, columns, adapter)``: a tiny BERT (seed 3), its frozen backbone as numpy,
+    :data:`DEVICE_EXAMPLES` random examples and the model's adapter state: what a Device is built from."""
+    from deft_ray.learning.lora import LoraSpec
+    from deft_ray.learning.model import BlockModel, backbone_state_numpy
+
+    model = BlockModel.from_pretrained(tiny_bert, num_labels=2, lora=LoraSpec(), seed=3)
+    rng = np.random.default_rng(0)
+    columns = {"input_ids": rng.integers(5, 1000, size=(DEVICE_EXAMPLES, 12)),
+               "attention_mask": np.ones((DEVICE_EXAMPLES, 12), dtype=np.int64),
+               "labels": rng.integers(0, 2, size=DEVICE_EXAMPLES)}
+    adapter = {name: value.numpy() for name, value in model.trainable_state().items()}
+    return model, backbone_state_numpy(model), columns, adapter

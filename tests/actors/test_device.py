@@ -12,22 +12,14 @@ from deft_ray.config import OptimizerConfig
 from deft_ray.edge.clock import Clock
 from deft_ray.edge.devices import DeviceSpec
 from deft_ray.learning.lora import LoraSpec
-from deft_ray.learning.model import BlockModel, backbone_state_numpy
 from deft_ray.runtime.build import DeviceSetup
 from deft_ray.runtime.records import BlockGradientsOrder
 
-NUM_EXAMPLES = 32
-
 
 @pytest.fixture(scope="module")
-def shared(tiny_bert):
-    model = BlockModel.from_pretrained(tiny_bert, num_labels=2, lora=LoraSpec(), seed=3)
-    rng = np.random.default_rng(0)
-    columns = {"input_ids": rng.integers(5, 1000, size=(NUM_EXAMPLES, 12)),
-               "attention_mask": np.ones((NUM_EXAMPLES, 12), dtype=np.int64),
-               "labels": rng.integers(0, 2, size=NUM_EXAMPLES)}
-    adapter = {name: value.numpy() for name, value in model.trainable_state().items()}
-    return tiny_bert, backbone_state_numpy(model), columns, adapter, model
+def shared(tiny_bert, device_inputs):
+    model, backbone, columns, adapter = device_inputs
+    return tiny_bert, backbone, columns, adapter, model
 
 
 def make_device(shared, *, budget=1e12, clock=Clock(), scale=2.0):
@@ -35,7 +27,7 @@ def make_device(shared, *, budget=1e12, clock=Clock(), scale=2.0):
     spec = DeviceSpec(name="d0", compute_scale=scale, memory_budget_bytes=budget, distance_m=100.0, tx_power_w=0.2)
     setup = DeviceSetup(model_path=path, num_labels=2, lora=LoraSpec(), seed=3, batch_size=4, clock=clock,
                         block_memory_bytes=(4e8, 3e8, 2e8, 1e8), optimizer=OptimizerConfig())
-    return Device(spec, setup, backbone, columns, np.arange(NUM_EXAMPLES))
+    return Device(spec, setup, backbone, columns, np.arange(len(columns["labels"])))
 
 
 def order(blocks, planned_compute_s=0.5, rate_bps=1e6):

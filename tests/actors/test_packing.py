@@ -19,12 +19,10 @@ from deft_ray.edge.clock import Clock
 from deft_ray.edge.devices import DeviceSpec
 from deft_ray.errors import InputError
 from deft_ray.learning.lora import LoraSpec
-from deft_ray.learning.model import BlockModel, backbone_state_numpy
 from deft_ray.runtime.device_setup import DeviceSetup
 from deft_ray.runtime.ledger import RunDirectory
 from deft_ray.runtime.records import BlockGradientsOrder
 
-NUM_EXAMPLES = 32
 
 
 def spec(name, **fields):
@@ -33,16 +31,11 @@ def spec(name, **fields):
 
 
 @pytest.fixture(scope="module")
-def shared(tiny_bert):
-    model = BlockModel.from_pretrained(tiny_bert, num_labels=2, lora=LoraSpec(), seed=3)
-    rng = np.random.default_rng(0)
-    columns = {"input_ids": rng.integers(5, 1000, size=(NUM_EXAMPLES, 12)),
-               "attention_mask": np.ones((NUM_EXAMPLES, 12), dtype=np.int64),
-               "labels": rng.integers(0, 2, size=NUM_EXAMPLES)}
-    adapter = {name: value.numpy() for name, value in model.trainable_state().items()}
+def shared(tiny_bert, device_inputs):
+    _, backbone, columns, adapter = device_inputs
     setup = DeviceSetup(model_path=tiny_bert, num_labels=2, lora=LoraSpec(), seed=3, batch_size=4, clock=Clock(),
                         block_memory_bytes=(4e8, 3e8, 2e8, 1e8), optimizer=OptimizerConfig())
-    return setup, backbone_state_numpy(model), columns, adapter
+    return setup, backbone, columns, adapter
 
 
 def order(blocks):

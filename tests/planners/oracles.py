@@ -73,14 +73,21 @@ def equalised_latency_s(compute: np.ndarray, payload: np.ndarray, efficiency: np
     return high
 
 
-def brute_force_joint_optimum(instance) -> float:
-    """The optimum of P2 (one block per device) of a small instance, from the raw fields."""
+def _memory_feasible_matchings(instance) -> tuple[list[float], np.ndarray]:
+    """Each block's compute seconds made monotone in depth (as planned), and every one-block-per-
+    device matching (row n: the device of block n) whose devices hold their blocks' memory."""
     devices, blocks = instance.devices, instance.blocks
-    compute_s = [max(b.compute_s for b in blocks[n:]) for n in range(len(blocks))]  # monotone, as planned
+    compute_s = [max(b.compute_s for b in blocks[n:]) for n in range(len(blocks))]
     memory = [max(b.memory_bytes for b in blocks[n:]) for n in range(len(blocks))]
     rows = [p for p in itertools.permutations(range(len(devices)), len(blocks))
             if all(memory[n] <= devices[k].memory_bytes for n, k in enumerate(p))]
-    matchings = np.array(rows, dtype=int).reshape(len(rows), len(blocks))
+    return compute_s, np.array(rows, dtype=int).reshape(len(rows), len(blocks))
+
+
+def brute_force_joint_optimum(instance) -> float:
+    """The optimum of P2 (one block per device) of a small instance, from the raw fields."""
+    devices, blocks = instance.devices, instance.blocks
+    compute_s, matchings = _memory_feasible_matchings(instance)
     scale = np.array([d.compute_scale for d in devices])
     efficiency = np.array([math.nan if d.spectral_efficiency is None else d.spectral_efficiency for d in devices])
     snr = np.array([math.nan if d.spectral_efficiency is not None else
@@ -142,11 +149,7 @@ def brute_force_budget_optimum(instance) -> float:
     raw fields: every memory-feasible matching, each pair's energy floor by bisection, and the
     least T at which the needs raised to the floors fit in the band; ``inf`` when none fits."""
     devices, blocks = instance.devices, instance.blocks
-    compute_s = [max(b.compute_s for b in blocks[n:]) for n in range(len(blocks))]  # monotone, as planned
-    memory = [max(b.memory_bytes for b in blocks[n:]) for n in range(len(blocks))]
-    rows = [p for p in itertools.permutations(range(len(devices)), len(blocks))
-            if all(memory[n] <= devices[k].memory_bytes for n, k in enumerate(p))]
-    matchings = np.array(rows, dtype=int).reshape(len(rows), len(blocks))
+    compute_s, matchings = _memory_feasible_matchings(instance)
     scale = np.array([d.compute_scale for d in devices])
     efficiency, snr, compute_power, tx_power, budget = _device_arrays(instance)
     compute = scale[matchings] * np.array(compute_s)[None, :]
