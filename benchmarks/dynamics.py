@@ -131,16 +131,22 @@ def main() -> None:
     console, out = Console(width=180), Path(args.out)
 
     results: dict[str, dict[str, dict]] = {edge: {} for edge in args.edges}
-    for edge in args.edges:
-        for scheme in args.schemes:
-            config = edge_config(scheme, edge, args, rounds=args.max_rounds, target=args.target)
-            results[edge][scheme] = row = measure(config, out / edge / scheme, args, console)
-            console.print(f"{edge:>16} {scheme:>10}: {row['rounds']} rounds, {row['wall_s']:.0f} s wall")
-    dtypes = {}
+    dtypes: dict[str, dict] = {}
+
+    def save() -> None:  # after every run, so a long sweep keeps what it measured
+        (out / "results.json").write_text(json.dumps({"edges": results, "upload_dtypes": dtypes}, indent=1) + "\n")
+
+    out.mkdir(parents=True, exist_ok=True)
     for dtype in args.dtypes:
         config = edge_config("jbba", "moving", args, rounds=args.dtype_rounds, target=None, upload_dtype=dtype)
         dtypes[dtype] = measure(config, out / "upload" / dtype, args, console)
-    (out / "results.json").write_text(json.dumps({"edges": results, "upload_dtypes": dtypes}, indent=1) + "\n")
+        save()
+    for scheme in args.schemes:
+        for edge in args.edges:
+            config = edge_config(scheme, edge, args, rounds=args.max_rounds, target=args.target)
+            results[edge][scheme] = row = measure(config, out / edge / scheme, args, console)
+            save()
+            console.print(f"{edge:>16} {scheme:>10}: {row['rounds']} rounds, {row['wall_s']:.0f} s wall")
 
     table = Table(title=f"SST-2, packaged MiniLM, {args.devices} devices, virtual clock, target {args.target:.0%}, "
                         f"evaluated every {args.eval_every} rounds ({'in-process' if args.local else 'Ray'} devices)")
