@@ -21,7 +21,7 @@ float16 and int8 uploads and prints the round latency and the accuracy at the en
 dtype).
 
     python benchmarks/dynamics.py [--schemes jbba crunch multiblock fedavg] [--target 0.85]
-        [--max-rounds 400] [--dtype-rounds 160] [--eval-every 20] [--devices 24] [--bandwidth-hz 1e6] [--per-actor 6] [--local]
+        [--max-rounds 400] [--dtype-rounds 160] [--eval-every 20] [--devices 24] [--bandwidth-hz 1e6] [--per-actor 6] [--local] [--resume]
         [--plot docs/figures/dynamics.png] [--out runs/benchmark-dynamics]
 """
 
@@ -88,7 +88,8 @@ def write_plot(results: dict, dtypes: dict, path: str, target: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(EDGES) + 1, figsize=(5 * (len(EDGES) + 1), 4))
+    panels = len(EDGES) + bool(dtypes)
+    figure, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
     for axis, edge in zip(axes, EDGES):
         for scheme, row in results[edge].items():
             times, accuracy = zip(*row["curve"])
@@ -97,11 +98,19 @@ def write_plot(results: dict, dtypes: dict, path: str, target: float) -> None:
         axis.set(title=f"{edge} edge", xlabel="emulated s", ylabel="SST-2 validation accuracy")
         axis.legend()
     names = list(dtypes)
+    if not names:
+        return _save(figure, path)
     axes[-1].bar(names, [dtypes[name]["mean_latency_s"] for name in names], color="tab:blue")
     for i, name in enumerate(names):
         axes[-1].annotate(f"acc {dtypes[name]['last_accuracy']:.3f}", (i, dtypes[name]["mean_latency_s"]),
                           ha="center", va="bottom")
     axes[-1].set(title="jbba, moving edge: upload dtype", ylabel="mean round latency s")
+    _save(figure, path)
+
+
+def _save(figure, path: str) -> None:
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -115,13 +124,15 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.85)
     parser.add_argument("--max-rounds", type=int, default=400)
     parser.add_argument("--dtype-rounds", type=int, default=160, help="rounds of each upload-dtype run")
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "float16", "int8"])
+    parser.add_argument("--dtypes", nargs="*", default=["float32", "float16", "int8"],
+                        help="upload dtypes to compare (none: skip the comparison)")
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--devices", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bandwidth-hz", type=float, default=1e6,
                         help="the cell's uplink band: 1 MHz, a congested cell where uploads take as long as compute")
     parser.add_argument("--per-actor", type=int, default=6, help="runtime.devices_per_actor (Ray only)")
+    parser.add_argument("--resume", action="store_true", help="keep the runs an earlier sweep saved in --out/results.json")
     parser.add_argument("--local", action="store_true", help="devices in this process instead of Ray actors")
     parser.add_argument("--profile", default="minilm-l6_cpu_fp32")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR))
@@ -132,17 +143,22 @@ def main() -> None:
 
     results: dict[str, dict[str, dict]] = {edge: {} for edge in args.edges}
     dtypes: dict[str, dict] = {}
+    if args.resume and (out / "results.json").is_file():  # keep what an earlier sweep measured
+        earlier = json.loads((out / "results.json").read_text())
+        dtypes.update(earlier["upload_dtypes"])
+        for edge, rows in earlier["edges"].items():
+            results.setdefault(edge, {}).update(rows)
 
     def save() -> None:  # after every run, so a long sweep keeps what it measured
         (out / "results.json").write_text(json.dumps({"edges": results, "upload_dtypes": dtypes}, indent=1) + "\n")
 
     out.mkdir(parents=True, exist_ok=True)
-    for dtype in args.dtypes:
+    for dtype in [d for d in args.dtypes if d not in dtypes]:
         config = edge_config("jbba", "moving", args, rounds=args.dtype_rounds, target=None, upload_dtype=dtype)
         dtypes[dtype] = measure(config, out / "upload" / dtype, args, console)
         save()
     for scheme in args.schemes:
-        for edge in args.edges:
+        for edge in [e for e in args.edges if scheme not in results[e]]:
             config = edge_config(scheme, edge, args, rounds=args.max_rounds, target=args.target)
             results[edge][scheme] = row = measure(config, out / edge / scheme, args, console)
             save()
@@ -162,18 +178,23 @@ def main() -> None:
                           f"{row['waited_rounds']} ({row['waited_s']:.1f} s)", f"{row['mean_online']:.1f}",
                           f"{row['last_accuracy']:.4f}")
     console.print(table)
-    uploads = Table(title=f"jbba on the moving edge, {args.dtype_rounds} rounds, by upload dtype")
+    if dtypes:
+        console.print(upload_table(dtypes, args.dtype_rounds))
+    if set(args.edges) == set(EDGES):
+        write_plot(results, dtypes, args.plot, args.target)
+        console.print(f"plot: {args.plot}")
+    console.print(f"results: {out / 'results.json'}")
+
+
+def upload_table(dtypes: dict, rounds: int) -> Table:
+    uploads = Table(title=f"jbba on the moving edge, {rounds} rounds, by upload dtype")
     for column in ("upload dtype", "mean round latency s", "/ float32", "accuracy", "energy J"):
         uploads.add_column(column, justify="right")
     base = dtypes.get("float32", next(iter(dtypes.values())))["mean_latency_s"]
     for dtype, row in dtypes.items():
         uploads.add_row(dtype, f"{row['mean_latency_s']:.3f}", f"{row['mean_latency_s'] / base:.3f}",
                         f"{row['last_accuracy']:.4f}", f"{row['energy_j']:.0f}")
-    console.print(uploads)
-    if set(args.edges) == set(EDGES):
-        write_plot(results, dtypes, args.plot, args.target)
-        console.print(f"plot: {args.plot}")
-    console.print(f"results: {out / 'results.json'}")
+    return uploads
 
 
 if __name__ == "__main__":
