@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deft_ray.edge.scenario import synthetic_blocks  # noqa: F401 - the planner tests' block profiles
 from deft_ray.planners import BlockCost, DeviceState, Instance
 
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "deft_ray" / "profiles"
@@ -74,15 +75,3 @@ def paper_family(count: int, seed: int, *, max_factor: int = 4) -> list[Instance
             bandwidth_hz=float(rng.uniform(1e6, 2e7)), rayleigh=bool((i // 2) % 2),
             rate_model=("shannon", "spectral_efficiency")[(i // 4) % 2]))
     return family
-
-
-def synthetic_blocks(num_blocks: int, rng: np.random.Generator, *, equal_payload: bool = True) -> tuple[BlockCost, ...]:
-    """A random block profile, non-increasing in the block index like a measured one: a common
-    forward cost plus a backward cost growing with depth, memory likewise."""
-    forward_s = rng.uniform(0.1, 1.0)
-    backward_s = np.sort(rng.uniform(0.02, 0.3, size=num_blocks).cumsum())[::-1]
-    base_bytes = rng.uniform(2e8, 5e8)
-    activation = np.sort(rng.uniform(2e7, 1e8, size=num_blocks).cumsum())[::-1]
-    payload = np.full(num_blocks, 786432.0) if equal_payload else rng.uniform(3e5, 2e6, size=num_blocks)
-    return tuple(BlockCost(compute_s=float(forward_s + b), memory_bytes=float(base_bytes + a), payload_bits=float(p))
-                 for b, a, p in zip(backward_s, activation, payload))
