@@ -1,22 +1,26 @@
 """How close is a round's wall time to the compute it must do? (issue: runtime)
 
-Runs the default job (Ray actors, virtual clock, the packaged MiniLM, the built-in task) with DEFT
-(``jbba``) at 12 and 24 devices and with federated averaging (``fedavg``) at 12, for a few rounds
-without evaluation, and prints per run the median of each round's wall seconds over its compute lower bound.
+Runs the default job on SST-2 from the local GLUE folder (Ray actors, virtual clock, the packaged
+MiniLM) with DEFT (``jbba``) at 12 and 24 devices and with federated averaging (``fedavg``) at 12,
+every device of the federated case holding the whole adapter so that all take part (one local
+AdamW step of one batch each), for a few rounds without evaluation, and prints per run the
+median of each round's wall seconds over its compute lower bound.
 
 The bound of a round is the compute its devices must do, perfectly spread over the machine's
 cores: the sum of the involved devices' compute seconds divided by the cores, or the longest
-device's alone if that is more. A device's compute seconds are those of its work (its lowest
-block for DEFT, since the backward pass stops there; the whole adapter for a local update) as
-measured inside the devices (``measured_compute_s``) in the run of the same case under the default
-limit, where at most one device computes per core, so nothing waits for a core: the median over
-that run's rounds of every upload with that lowest block. (The profile measured at start-up is not
-used: it is timed in the driver while the device processes start, and on a busy machine it is
-off by tens of percent.) A ratio of 1 means the round cost nothing but the devices' compute; what
-it costs beyond is dispatch, the adapter's publication, assembly, the optimizer step and the
+device's alone if that is more. A device's compute seconds are those of its work in that round
+(its blocks' backward pass for DEFT; one local step over the whole adapter for fedavg) as measured
+inside the device (``measured_compute_s``) in the run of the same case under the default limit,
+where at most one device computes per core, so nothing waits for a core. Each round's own
+measurement is used, since batches are cut to their longest example and their cost varies by a
+factor of three; a device draws the same batches and the planner makes the same plans in every
+run of a case, so the figures calibrate the ``--unbounded`` run too. (The profile measured at
+start-up is not used: it is timed in the driver while the device processes start, and on a busy
+machine it is off by tens of percent.) A ratio of 1 means the round cost nothing but the
+devices' compute; what it costs beyond is dispatch, the adapter's publication, assembly, the optimizer step and the
 ledger. The table of the last run splits some of it out. ``--unbounded`` also runs each case
 with every device computing at once (``runtime.max_concurrent_devices`` = the number of devices),
-measured against the same per-block costs.
+measured against the same per-round costs.
 
     python benchmarks/round_overhead.py [--rounds 12] [--devices 12 24] [--fedavg-devices 12] [--unbounded]
 """
@@ -35,34 +39,37 @@ from deft_ray.config import RunConfig, config_from_dict, to_dict
 from deft_ray.experiments.terminal import output_console
 from deft_ray.runner import resize_population, run
 
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+
 
 def ledger(out: Path) -> list[dict]:
     """The measured rounds' ledger lines: round 1 warms up, the last also saves the run."""
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][1:-1]
 
 
-def work_costs(records: list[dict]) -> dict[int, float]:
-    """Lowest block -> the median compute seconds measured inside the devices with that lowest block."""
-    seen: dict[int, list[float]] = {}
-    for record in records:
-        for device in record["devices"].values():
-            seen.setdefault(min(device["blocks"]), []).append(device["measured_compute_s"])
-    return {block: statistics.median(values) for block, values in seen.items()}
+def work_costs(records: list[dict]) -> dict[tuple[int, str], float]:
+    """(round, device) -> the compute seconds the device measured inside itself for its work of that round."""
+    return {(record["round"], name): device["measured_compute_s"]
+            for record in records for name, device in record["devices"].items()}
 
 
-def round_bounds(records: list[dict], costs: dict[int, float], cores: int) -> list[tuple[dict, float]]:
+def round_bounds(records: list[dict], costs: dict[tuple[int, str], float], cores: int) -> list[tuple[dict, float]]:
     """Each round's ledger line and its compute lower bound (module docstring)."""
     rows = []
     for record in records:
-        work = [costs[min(device["blocks"])] for device in record["devices"].values()]
+        work = [costs[(record["round"], name)] for name in record["devices"]]
         rows.append((record, max(sum(work) / cores, max(work))))
     return rows
 
 
-def run_case(scheme: str, devices: int, rounds: int, limit: int | None, out: Path, console) -> list[dict]:
+def run_case(scheme: str, devices: int, rounds: int, limit: int | None, out: Path, console, data_dir: str) -> list[dict]:
     data = to_dict(RunConfig())
     data.update(rounds=rounds, eval_every=10**6, scheme=scheme,
                 runtime={**data["runtime"], "max_concurrent_devices": limit})
+    data["data"].update(task="sst2", data_dir=data_dir)
+    if scheme == "fedavg":  # every device holds the whole adapter, so all take part: one local step each
+        for group in data["devices"]:
+            group["memory_fraction"] = max(group["memory_fraction"], 1.2)
     run(resize_population(config_from_dict(data), devices), out_dir=out, console=console, overwrite=True, quiet=True)
     return ledger(out)
 
@@ -73,6 +80,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, nargs="*", default=[12, 24], help="DEFT (jbba) populations")
     parser.add_argument("--fedavg-devices", type=int, nargs="*", default=[12], help="fedavg populations")
     parser.add_argument("--unbounded", action="store_true", help="also run every case with no concurrency limit")
+    parser.add_argument("--limits", type=int, nargs="*", default=[], help="also run every case with these limits")
+    parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the GLUE folder holding sst2/")
     parser.add_argument("--out", default="runs/benchmark-round-overhead")
     args = parser.parse_args()
 
@@ -85,11 +94,12 @@ def main() -> None:
     last: list = []
     for scheme, devices in cases:
         costs = None
-        for limit in ([None, devices] if args.unbounded else [None]):
-            label = f"{cores} (default)" if limit is None else f"{limit} (all)"
-            out = Path(args.out) / f"{scheme}-{devices}-{'default' if limit is None else 'all'}"
-            records = run_case(scheme, devices, args.rounds, limit, out, console)
-            costs = costs or work_costs(records)  # the default limit's run calibrates both
+        limits = dict.fromkeys([None, *args.limits, *([devices] if args.unbounded else [])])
+        for limit in limits:
+            label = f"{cores} (default)" if limit is None else f"{limit}{' (all)' if limit == devices else ''}"
+            out = Path(args.out) / f"{scheme}-{devices}-{'default' if limit is None else limit}"
+            records = run_case(scheme, devices, args.rounds, limit, out, console, args.data_dir)
+            costs = costs or work_costs(records)  # the default limit's run calibrates the others
             rows = last = round_bounds(records, costs, cores)
             summary.add_row(scheme, str(devices), label, f"{statistics.median(r['wall_s'] for r, _ in rows):.3f}",
                             f"{statistics.median(b for _, b in rows):.3f}",

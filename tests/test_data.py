@@ -497,3 +497,22 @@ def test_import_is_light():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_next_padded_length_is_the_next_batch_width_and_draws_nothing():
+    lengths = np.array([(i * 5) % 9 + 1 for i in range(30)])  # example i attends to lengths[i] tokens
+    mask = (np.arange(12)[None, :] < lengths[:, None]).astype(np.int64)
+    table = batches.TensorTable({"input_ids": mask * 7, "attention_mask": mask, "labels": np.arange(30)})
+    peeking = batches.BatchStream(table, np.arange(3, 14), batch_size=4, seed=5)  # crosses epochs
+    plain = batches.BatchStream(table, np.arange(3, 14), batch_size=4, seed=5)
+    for _ in range(9):
+        predicted = peeking.next_padded_length()
+        batch = peeking.next_batch()
+        assert predicted == batch["attention_mask"].shape[1] == lengths[batch["labels"].numpy()].max()
+        assert batch["labels"].tolist() == plain.next_batch()["labels"].tolist()
+
+
+def test_next_padded_length_is_none_for_a_dataset_that_cannot_tell(numbered):
+    stream = batches.BatchStream(numbered, np.arange(10), batch_size=3, seed=0)
+    assert stream.next_padded_length() is None
+    assert batches.TensorTable({"labels": np.arange(4)}).padded_length([0, 1]) is None

@@ -137,7 +137,8 @@ class Device:
                            tensors=arrays, kind="delta" if isinstance(order, LocalUpdateOrder) else "gradients", loss=loss,
                            measured_compute_s=measured_s, compute_s=compute_s, upload_s=upload_s, payload_bits=payload_bits, memory_need_bytes=need,
                            peak_memory_bytes=float(peak_bytes), num_examples=self.num_examples, energy_j=float(energy_j),
-                           dtype=self.setup.upload_dtype, scales=scales)
+                           dtype=self.setup.upload_dtype, scales=scales,
+                           next_padded_length=self.stream.next_padded_length())
         if self.metrics is not None:
             self.metrics.observe(upload)
         return upload

@@ -6,12 +6,28 @@ what came back (:class:`~deft_ray.runtime.dispatch.Dispatch`).
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any, Callable, Mapping, Sequence
 
 from deft_ray.actors.timeouts import CONTROL_TIMEOUT_S, DEVICE_STARTUP_TIMEOUT_S
 from deft_ray.runtime.dispatch import Arrival, Dispatch
 from deft_ray.runtime.round_kinds import RoundError
+
+
+def dearest_first(orders: Mapping[str, Any], padded_lengths: Mapping[str, int]) -> list[str]:
+    """The devices of ``orders`` in the order their work is sent: the dearest first.
+
+    Sending the longest jobs first (LPT list scheduling) keeps every core busy until near the
+    end of the round. A job's cost is its ``planned_compute_s`` (the profile's, which orders the
+    blocks and the devices' speeds) times the length its next batch is cut to (``padded_lengths``,
+    reported with each upload), since a batch of short sentences costs a fraction of one of long
+    ones. A device whose next length is not known counts at the median of those that are.
+    Emulated time does not depend on this order, only wall time does.
+    """
+    known = [padded_lengths[name] for name in orders if name in padded_lengths]
+    typical = statistics.median(known) if known else 1
+    return sorted(orders, key=lambda name: -orders[name].planned_compute_s * padded_lengths.get(name, typical))
 
 
 class LocalDevicePool:
@@ -62,7 +78,7 @@ class RayDevicePool:
 
     A device whose actor died or raised is reported in :attr:`Dispatch.failures`; ``spawn(name)``
     starts a fresh actor for :meth:`restart`. ``max_concurrent`` bounds the device computations
-    in flight (``None``: all at once): the orders go out longest emulated compute first, and each
+    in flight (``None``: all at once): the orders go out dearest first (:func:`dearest_first`), and each
     arrival lets the next one go, so no more than that many devices contend for the CPUs. Emulated
     time does not change with it (the virtual clock charges the profile's compute time).
     """
@@ -71,6 +87,8 @@ class RayDevicePool:
         self.handles = dict(handles)
         self.spawn = spawn
         self.max_concurrent = max_concurrent
+        self.padded_lengths: dict[str, int] = {}
+        """Each device's next batch length, from its last upload (:func:`dearest_first`)."""
 
     def _call(self, name: str, method: str, *args):
         """``handle.method.remote(*args)`` for device ``name`` (a packed pool adds the name)."""
@@ -81,7 +99,7 @@ class RayDevicePool:
 
         adapter_ref = ray.put(dict(adapter))
         start = time.perf_counter()
-        queue = sorted(orders, key=lambda name: -orders[name].planned_compute_s)
+        queue = dearest_first(orders, self.padded_lengths)
         limit = len(queue) if self.max_concurrent is None else self.max_concurrent
         pending: dict[Any, str] = {}
 
@@ -108,6 +126,8 @@ class RayDevicePool:
             submit()
             try:
                 arrivals.append(Arrival(ray.get(ref, timeout=timeout_s), time.perf_counter() - start))
+                if arrivals[-1].upload.next_padded_length is not None:
+                    self.padded_lengths[name] = arrivals[-1].upload.next_padded_length
             except ray.exceptions.RayActorError as error:
                 failures[name] = f"device process died ({type(error).__name__})"
             except ray.exceptions.RayTaskError as error:

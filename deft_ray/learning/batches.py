@@ -75,6 +75,23 @@ class BatchStream:
 
     def next_batch(self) -> dict[str, torch.Tensor]:
         """The next ``batch_size`` examples as a dict of stacked tensors."""
+        return self._dataset[self._next_rows()]
+
+    def next_padded_length(self) -> int | None:
+        """Tokens per example of the batch :meth:`next_batch` will return (the dataset's
+        ``padded_length`` of its rows), without advancing the stream; ``None`` for a dataset
+        that cannot tell. A batch's compute grows with it, so the device pool sends the
+        dearest work first (:mod:`deft_ray.actors.pool`)."""
+        padded_length = getattr(self._dataset, "padded_length", None)
+        if padded_length is None:
+            return None
+        saved = self._rng.bit_generator.state, self._order, self._position, self.epoch
+        try:
+            return padded_length(self._next_rows())
+        finally:  # an epoch's order is replaced, never changed in place
+            self._rng.bit_generator.state, self._order, self._position, self.epoch = saved
+
+    def _next_rows(self) -> list[int]:
         chosen: list[int] = []
         while len(chosen) < self._batch_size:
             if self._position == len(self._order):
@@ -84,7 +101,7 @@ class BatchStream:
             take = self._order[self._position:self._position + self._batch_size - len(chosen)]
             chosen.extend(take.tolist())
             self._position += len(take)
-        return self._dataset[chosen]
+        return chosen
 
     def state_dict(self) -> dict[str, Any]:
         """A picklable snapshot: generator state, current epoch order and position."""
@@ -107,6 +124,14 @@ class TensorTable:
 
     def __init__(self, columns: Mapping[str, np.ndarray]):
         self.columns = columns
+
+    def padded_length(self, rows: list[int]) -> int | None:
+        """The length the batch of ``rows`` is cut to: its longest example's (``None`` without
+        an ``attention_mask`` column)."""
+        mask = self.columns.get("attention_mask")
+        if mask is None or np.ndim(mask) != 2:
+            return None
+        return int(trim_padding({"attention_mask": mask[rows]})["attention_mask"].shape[1])
 
     def __getitem__(self, rows: list[int]) -> dict[str, Any]:
         import torch

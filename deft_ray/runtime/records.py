@@ -78,6 +78,9 @@ class BlockUpload:
     """How the tensors travelled (``network.upload_dtype``); int8 tensors come with ``scales``."""
     scales: Mapping[str, float] = field(default_factory=dict)
     """int8 uploads: each tensor's scale (value = int8 x scale)."""
+    next_padded_length: int | None = None
+    """Tokens per example of the batch the device trains on next (``None``: unknown): the device
+    pool sends the dearest work first by it (:func:`deft_ray.actors.pool.dearest_first`)."""
 
     @property
     def latency_s(self) -> float:

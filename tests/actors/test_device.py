@@ -74,3 +74,22 @@ def test_batches_differ_between_rounds_and_resume_exactly(shared):
     assert not np.array_equal(first, second)
     device.load_stream_state(state)
     assert np.array_equal(device.stream.next_batch()["input_ids"], first)
+
+
+def test_work_goes_out_dearest_first_by_planned_compute_times_next_batch_length():
+    from types import SimpleNamespace
+
+    from deft_ray.actors.pool import dearest_first
+
+    orders = {name: SimpleNamespace(planned_compute_s=s) for name, s in (("a", 1.0), ("b", 0.5), ("c", 0.6))}
+    # a: 1.0 x 10, b: 0.5 x 40, c: 0.6 x the median of the known lengths (25)
+    assert dearest_first(orders, {"a": 10, "b": 40}) == ["b", "c", "a"]
+    assert dearest_first(orders, {}) == ["a", "c", "b"]  # no lengths yet: the profile's order
+
+
+def test_an_upload_tells_the_length_of_the_devices_next_batch(shared):
+    *_, adapter, _ = shared
+    device = make_device(shared)
+    for _ in range(3):
+        upload = device.train(order([2]), adapter)
+        assert upload.next_padded_length == device.stream.next_batch()["attention_mask"].shape[1]
