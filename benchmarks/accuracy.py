@@ -3,7 +3,9 @@
 Runs `deft-ray run` on SST-2 from the local GLUE folder with the packaged MiniLM and 12 devices
 (Ray actors, virtual clock), then trains the same LoRA adapter centrally for the same number of
 optimizer steps (one batch per step, every block at once, same seed, optimizer and learning
-rate), and prints rounds, validation accuracy and wall time of both.
+rate), and prints rounds, validation accuracy and wall time of both, and deft-ray's wall time
+against its ideal: per round, the devices' compute (measured inside each device) spread over
+the cores, or the longest device's if more, plus the evaluations.
 
     python benchmarks/accuracy.py [--rounds 400] [--data-dir ../shared/data/glue] [--eval-examples 0]
 """
@@ -11,6 +13,8 @@ rate), and prints rounds, validation accuracy and wall time of both.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 from pathlib import Path
 
@@ -23,9 +27,10 @@ from deft_ray.runner import resize_population, run
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 
 
-def centralised(config: RunConfig, *, steps: int) -> tuple[dict[str, float], float]:
+def centralised(config: RunConfig, *, steps: int) -> tuple[dict[str, float], float, float]:
     """Plain LoRA fine-tuning of the same model: ``steps`` AdamW steps on batches drawn from the
-    whole training set, every block trained at once. Returns the final evaluation and wall time."""
+    whole training set, every block trained at once. Returns the final evaluation, the wall time
+    and the wall seconds of that one evaluation."""
 
     from deft_ray.learning.centralised import train_centrally
     from deft_ray.learning.validation import evaluate_adapter
@@ -38,7 +43,23 @@ def centralised(config: RunConfig, *, steps: int) -> tuple[dict[str, float], flo
     optimizer = config.optimizer.build(parameters)
     train_centrally(model, prepared.train_columns, optimizer, steps=steps, batch_size=config.data.batch_size,
                     seed=config.seed, schedule=config.optimizer.build_schedule(optimizer, total_steps=steps))
-    return evaluate_adapter(model, prepared.evaluation), time.perf_counter() - start
+    evaluated = time.perf_counter()
+    evaluation = evaluate_adapter(model, prepared.evaluation)
+    return evaluation, time.perf_counter() - start, time.perf_counter() - evaluated
+
+
+def ideal_wall_s(out: Path, *, evaluation_s: float, cores: int) -> tuple[float, float]:
+    """The run's rounds' wall seconds and their ideal: per round, the devices' compute (each
+    measured inside the device, at most one device per core) spread over the cores, or the
+    longest device's if more; plus ``evaluation_s`` per evaluation."""
+    from deft_ray.runtime.records import RoundRecord
+
+    records = [RoundRecord.from_json(json.loads(line)) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    ideal = 0.0
+    for record in records:
+        work = [device.measured_compute_s for device in record.devices.values()]
+        ideal += max(sum(work) / cores, max(work)) + (evaluation_s if record.evaluation else 0.0)
+    return sum(record.wall_s for record in records), ideal
 
 
 def main() -> None:
@@ -59,7 +80,8 @@ def main() -> None:
     start = time.perf_counter()
     summary = run(config, out_dir=args.out, console=console, overwrite=True)
     deft_wall_s = time.perf_counter() - start
-    central_eval, central_wall_s = centralised(config, steps=args.rounds)
+    central_eval, central_wall_s, evaluation_s = centralised(config, steps=args.rounds)
+    rounds_wall_s, ideal_s = ideal_wall_s(Path(args.out), evaluation_s=evaluation_s, cores=os.cpu_count() or 1)
 
     table = Table(title=f"SST-2, packaged MiniLM, LoRA r={config.model.lora_rank}, batch {config.data.batch_size}")
     for column in ("training", "optimizer steps", "val accuracy", "wall s", "emulated s"):
@@ -69,6 +91,9 @@ def main() -> None:
                   f"{deft_accuracy:.4f}", f"{deft_wall_s:.0f}", f"{summary.emulated_time_s:.1f}")
     table.add_row("centralised LoRA", str(config.rounds), f"{central_eval['accuracy']:.4f}", f"{central_wall_s:.0f}", "-")
     console.print(table)
+    console.print(f"deft-ray's rounds: {rounds_wall_s:.0f} s of wall time against an ideal of {ideal_s:.0f} s "
+                  f"(the devices' compute over {os.cpu_count()} cores, plus {evaluation_s:.1f} s per evaluation): "
+                  f"{rounds_wall_s / ideal_s:.2f}x; with start-up, {deft_wall_s / ideal_s:.2f}x; target <= 1.5x")
     console.print(f"accuracy difference (deft-ray - centralised): {100 * (deft_accuracy - central_eval['accuracy']):+.2f} points; "
                   f"target: deft-ray >= 85% and within 1 point")
 
