@@ -360,7 +360,8 @@ class RuntimeConfig:
     devices_per_actor: PositiveWhole = 1
     """Emulated devices hosted by one Ray actor process, training on threads (1: an actor per
     device). More saves each device the process's imports and memory; the devices of a process
-    share its Ray resources and its failures (docs/architecture.md, "Packed devices")."""
+    share its Ray resources and its failures (docs/architecture.md, "Packed devices"). GPU
+    devices are not packed: CUDA caps memory per process, not per device."""
 
 
 def default_device_groups() -> tuple[DeviceGroup, ...]:
@@ -445,6 +446,12 @@ class RunConfig:
             raise FieldProblem("runtime.max_concurrent_devices", self.runtime.max_concurrent_devices,
                                "would hold devices back under the realtime clock, where wall time is the emulation",
                                "leave it empty, or use clock: virtual")
+        gpu_groups = [group.name for group in self.devices if group.num_gpus > 0]
+        if self.runtime.devices_per_actor > 1 and gpu_groups:
+            raise FieldProblem("runtime.devices_per_actor", self.runtime.devices_per_actor,
+                               f"would pack GPU devices (group {gpu_groups[0]!r}), whose CUDA memory cap is one per "
+                               "process, so no device's own budget would be enforced",
+                               "use devices_per_actor: 1 when a device group has num_gpus")
         return self
 
     def _check_traces(self) -> None:

@@ -117,6 +117,19 @@ def test_a_concurrency_limit_under_the_realtime_clock_is_refused():
         config_from_dict({"runtime": {"devices_per_actor": 0}})
 
 
+def test_packing_gpu_devices_is_refused_since_their_memory_cap_is_per_process():
+    from deft_ray.config import RunConfig, config_from_dict, to_dict
+
+    data = to_dict(RunConfig())
+    data["devices"][1]["num_gpus"] = 0.25
+    data["runtime"]["devices_per_actor"] = 4
+    with pytest.raises(InputError, match=r"runtime.devices_per_actor = 4: would pack GPU devices \(group 'jetson'\)"
+                                         r".*; use devices_per_actor: 1"):
+        config_from_dict(data)
+    data["runtime"]["devices_per_actor"] = 1
+    assert config_from_dict(data).devices[1].num_gpus == 0.25
+
+
 # ------------------------------------------------------------------------------ on Ray
 class TimedDevice(Device):
     """Appends when each of its computations began and ended to a file beside the model."""
