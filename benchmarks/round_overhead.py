@@ -22,7 +22,11 @@ ledger. The table of the last run splits some of it out. ``--unbounded`` also ru
 with every device computing at once (``runtime.max_concurrent_devices`` = the number of devices),
 measured against the same per-round costs.
 
-    python benchmarks/round_overhead.py [--rounds 12] [--devices 12 24] [--fedavg-devices 12] [--unbounded]
+``--deft-schemes jbba exact`` adds the exact solver, which plans the same problem in a fraction of
+jbba's time, to show what the planner's solve time costs a round.
+
+    python benchmarks/round_overhead.py [--rounds 12] [--devices 12 24] [--deft-schemes jbba] [--fedavg-devices 12]
+                                        [--limits 3 4] [--unbounded]
 """
 
 from __future__ import annotations
@@ -77,7 +81,8 @@ def run_case(scheme: str, devices: int, rounds: int, limit: int | None, out: Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--devices", type=int, nargs="*", default=[12, 24], help="DEFT (jbba) populations")
+    parser.add_argument("--devices", type=int, nargs="*", default=[12, 24], help="DEFT populations")
+    parser.add_argument("--deft-schemes", nargs="*", default=["jbba"], help="DEFT schemes to run at each population")
     parser.add_argument("--fedavg-devices", type=int, nargs="*", default=[12], help="fedavg populations")
     parser.add_argument("--unbounded", action="store_true", help="also run every case with no concurrency limit")
     parser.add_argument("--limits", type=int, nargs="*", default=[], help="also run every case with these limits")
@@ -87,7 +92,7 @@ def main() -> None:
 
     console = output_console()
     cores = os.cpu_count() or 1
-    cases = [("jbba", n) for n in args.devices] + [("fedavg", n) for n in args.fedavg_devices]
+    cases = [(scheme, n) for n in args.devices for scheme in args.deft_schemes] + [("fedavg", n) for n in args.fedavg_devices]
     summary = Table(title=f"median round wall / compute lower bound, virtual clock, {cores} cores")
     for column in ("scheme", "devices", "concurrent devices", "median wall s", "median bound s", "ratio", "target"):
         summary.add_column(column, justify="right")
