@@ -66,10 +66,11 @@ def round_bounds(records: list[dict], costs: dict[tuple[int, str], float], cores
     return rows
 
 
-def run_case(scheme: str, devices: int, rounds: int, limit: int | None, out: Path, console, data_dir: str) -> list[dict]:
+def run_case(scheme: str, devices: int, rounds: int, limit: int | None, out: Path, console, data_dir: str,
+             per_actor: int = 1) -> list[dict]:
     data = to_dict(RunConfig())
     data.update(rounds=rounds, eval_every=10**6, scheme=scheme,
-                runtime={**data["runtime"], "max_concurrent_devices": limit})
+                runtime={**data["runtime"], "max_concurrent_devices": limit, "devices_per_actor": per_actor})
     data["data"].update(task="sst2", data_dir=data_dir)
     if scheme == "fedavg":  # every device holds the whole adapter, so all take part: one local step each
         for group in data["devices"]:
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--fedavg-devices", type=int, nargs="*", default=[12], help="fedavg populations")
     parser.add_argument("--unbounded", action="store_true", help="also run every case with no concurrency limit")
     parser.add_argument("--limits", type=int, nargs="*", default=[], help="also run every case with these limits")
+    parser.add_argument("--devices-per-actor", type=int, default=1, help="runtime.devices_per_actor of every run")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="the GLUE folder holding sst2/")
     parser.add_argument("--out", default="runs/benchmark-round-overhead")
     args = parser.parse_args()
@@ -103,7 +105,7 @@ def main() -> None:
         for limit in limits:
             label = f"{cores} (default)" if limit is None else f"{limit}{' (all)' if limit == devices else ''}"
             out = Path(args.out) / f"{scheme}-{devices}-{'default' if limit is None else limit}"
-            records = run_case(scheme, devices, args.rounds, limit, out, console, args.data_dir)
+            records = run_case(scheme, devices, args.rounds, limit, out, console, args.data_dir, args.devices_per_actor)
             costs = costs or work_costs(records)  # the default limit's run calibrates the others
             rows = last = round_bounds(records, costs, cores)
             summary.add_row(scheme, str(devices), label, f"{statistics.median(r['wall_s'] for r, _ in rows):.3f}",
