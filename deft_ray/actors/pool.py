@@ -78,9 +78,10 @@ class RayDevicePool:
 
     A device whose actor died or raised is reported in :attr:`Dispatch.failures`; ``spawn(name)``
     starts a fresh actor for :meth:`restart`. ``max_concurrent`` bounds the device computations
-    in flight (``None``: all at once): the orders go out dearest first (:func:`dearest_first`), and each
-    arrival lets the next one go, so no more than that many devices contend for the CPUs. Emulated
-    time does not change with it (the virtual clock charges the profile's compute time).
+    in flight (``None``: all at once): the orders go out dearest first (:func:`dearest_first`),
+    and each arrival lets the next one go, so no more than that many devices contend for the
+    CPUs. Emulated time does not change with it (the virtual clock charges the profile's compute
+    time).
     """
 
     def __init__(self, handles: Mapping[str, Any], spawn: Any = None, *, max_concurrent: int | None = None):
