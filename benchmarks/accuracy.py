@@ -49,17 +49,15 @@ def centralised(config: RunConfig, *, steps: int) -> tuple[dict[str, float], flo
 
 
 def ideal_wall_s(out: Path, *, evaluation_s: float, cores: int) -> tuple[float, float]:
-    """The run's rounds' wall seconds and their ideal: per round, the devices' compute (each
-    measured inside the device, at most one device per core) spread over the cores, or the
-    longest device's if more; plus ``evaluation_s`` per evaluation."""
-    from deft_ray.runtime.records import RoundRecord
+    """The run's rounds' wall seconds and their ideal: each round's compute lower bound (the
+    devices' compute over the cores, or the longest device's; round_overhead.py's bound) plus
+    ``evaluation_s`` per evaluation."""
+    from round_overhead import round_bounds, work_costs
 
-    records = [RoundRecord.from_json(json.loads(line)) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    ideal = 0.0
-    for record in records:
-        work = [device.measured_compute_s for device in record.devices.values()]
-        ideal += max(sum(work) / cores, max(work)) + (evaluation_s if record.evaluation else 0.0)
-    return sum(record.wall_s for record in records), ideal
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = round_bounds(records, work_costs(records), cores)
+    ideal = sum(bound + (evaluation_s if record["evaluation"] else 0.0) for record, bound in rows)
+    return sum(record["wall_s"] for record in records), ideal
 
 
 def main() -> None:

@@ -98,19 +98,12 @@ def write_plot(results: dict, dtypes: dict, path: str, target: float) -> None:
         axis.set(title=f"{edge} edge", xlabel="emulated s", ylabel="SST-2 validation accuracy")
         axis.legend()
     names = list(dtypes)
-    if not names:
-        return _save(figure, path)
-    axes[-1].bar(names, [dtypes[name]["mean_latency_s"] for name in names], color="tab:blue")
-    for i, name in enumerate(names):
-        axes[-1].annotate(f"acc {dtypes[name]['last_accuracy']:.3f}", (i, dtypes[name]["mean_latency_s"]),
-                          ha="center", va="bottom")
-    axes[-1].set(title="jbba, moving edge: upload dtype", ylabel="mean round latency s")
-    _save(figure, path)
-
-
-def _save(figure, path: str) -> None:
-    import matplotlib.pyplot as plt
-
+    if names:
+        axes[-1].bar(names, [dtypes[name]["mean_latency_s"] for name in names], color="tab:blue")
+        for i, name in enumerate(names):
+            axes[-1].annotate(f"acc {dtypes[name]['last_accuracy']:.3f}", (i, dtypes[name]["mean_latency_s"]),
+                              ha="center", va="bottom")
+        axes[-1].set(title="jbba, moving edge: upload dtype", ylabel="mean round latency s")
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

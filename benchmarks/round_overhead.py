@@ -17,10 +17,11 @@ factor of three; a device draws the same batches and the planner makes the same 
 run of a case, so the figures calibrate the ``--unbounded`` run too. (The profile measured at
 start-up is not used: it is timed in the driver while the device processes start, and on a busy
 machine it is off by tens of percent.) A ratio of 1 means the round cost nothing but the
-devices' compute; what it costs beyond is dispatch, the adapter's publication, assembly, the optimizer step and the
-ledger. The table of the last run splits some of it out. ``--unbounded`` also runs each case
-with every device computing at once (``runtime.max_concurrent_devices`` = the number of devices),
-measured against the same per-round costs.
+devices' compute; what it costs beyond is dispatch, the adapter's publication, assembly, the
+optimizer step and the ledger. The table of the last run splits some of it out.
+``--unbounded`` also runs each case with every device computing at once
+(``runtime.max_concurrent_devices`` = the number of devices), measured against the same
+per-round costs.
 
 ``--deft-schemes jbba exact`` adds the exact solver, which plans the same problem in a fraction of
 jbba's time, to show what the planner's solve time costs a round.
