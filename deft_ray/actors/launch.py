@@ -247,10 +247,20 @@ class RayPlanner:
         return self.plan_round(instance, round_idx).plan
 
     def plan_round(self, instance, round_idx):
+        return self._answer(self.handle.plan_round.remote(instance, round_idx))
+
+    def start_plan(self, instance, round_idx):
+        """The planner actor starts planning now, on its lowest-priority thread
+        (:meth:`Planner.plan_round_ahead`); the call returned waits for the plan."""
+        ref = self.handle.plan_round_ahead.remote(instance, round_idx)
+        return lambda: self._answer(ref)
+
+    @staticmethod
+    def _answer(ref):
         import ray
 
         try:
-            return ray.get(self.handle.plan_round.remote(instance, round_idx), timeout=PLAN_TIMEOUT_S)
+            return ray.get(ref, timeout=PLAN_TIMEOUT_S)
         except ray.exceptions.RayTaskError as error:
             cause = unwrap_ray_error(error)
             raise cause if cause is not error else error from None

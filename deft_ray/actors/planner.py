@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 from deft_ray.planners import Instance, Plan, Scheme, solve
 
@@ -22,6 +28,7 @@ class Planner:
     def __init__(self, scheme: Scheme, *, seed: int):
         self.scheme = scheme
         self.seed = seed
+        self._background: ThreadPoolExecutor | None = None
 
     def plan(self, instance: Instance, round_idx: int) -> Plan:
         return solve(instance, self.scheme, seed=self.seed + round_idx)
@@ -32,3 +39,23 @@ class Planner:
             warnings.simplefilter("always")
             plan = self.plan(instance, round_idx)
         return PlannedRound(plan, tuple(f"{w.category.__name__}: {w.message}" for w in caught))
+
+    def start_plan(self, instance: Instance, round_idx: int) -> Callable[[], PlannedRound]:
+        """What gives the round's :meth:`plan_round` when called (in this process it plans then)."""
+        return functools.partial(self.plan_round, instance, round_idx)
+
+    def plan_round_ahead(self, instance: Instance, round_idx: int) -> PlannedRound:
+        """:meth:`plan_round` on a thread of the lowest CPU priority (on Linux, where a thread has
+        its own), for a round planned while the devices compute: it takes the CPU time they leave
+        idle rather than theirs. The planner actor answers one call at a time, so a plan asked for
+        meanwhile waits for this one."""
+        if self._background is None:
+            self._background = ThreadPoolExecutor(max_workers=1, initializer=_lowest_priority,
+                                                   thread_name_prefix="plan-ahead")
+        return self._background.submit(self.plan_round, instance, round_idx).result()
+
+
+def _lowest_priority() -> None:
+    """Give the calling thread the lowest CPU priority (nice 19) where threads have their own."""
+    if sys.platform.startswith("linux"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)

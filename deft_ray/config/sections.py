@@ -362,6 +362,10 @@ class RuntimeConfig:
     device). More saves each device the process's imports and memory; the devices of a process
     share its Ray resources and its failures (docs/architecture.md, "Packed devices"). GPU
     devices are not packed: CUDA caps memory per process, not per device."""
+    plan_ahead: bool = True
+    """Under the virtual clock, solve the next round's plan while this round's devices compute,
+    on the CPU time they leave idle; a round that does not end as planned (a failure, a straggler)
+    plans afresh, so results do not change (docs/architecture.md, "Planning ahead")."""
 
 
 def default_device_groups() -> tuple[DeviceGroup, ...]:

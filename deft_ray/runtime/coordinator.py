@@ -29,6 +29,7 @@ from deft_ray.planners import BlockCost, Instance, Plan
 from deft_ray.runtime.dispatch import DevicePool, PlannerLike
 from deft_ray.runtime.ledger import RunDirectory
 from deft_ray.runtime.divergence import DivergenceError, DivergenceGuard
+from deft_ray.runtime.plan_ahead import AheadPlan, PlanAhead
 from deft_ray.runtime.records import (BlockUpload, DeviceRound, DeviceStatus, Event, EventKind, Phase, RoundRecord,
                                       RunInterrupted, RunSummary, RunWarning)
 from deft_ray.runtime.recovery import CoverageError, FailureDecision, RecoveryPolicy
@@ -74,6 +75,9 @@ class Coordinator:
         self.edge = EdgeDynamics(config, specs)
         """Every device's channel (shadowing, mobility, trace) and availability over emulated time."""
         self.clock = Clock(config.clock, config.time_scale)
+        self.plan_ahead = (PlanAhead(self.edge, self.rng, self._instance_at)
+                           if config.clock == "virtual" and config.runtime.plan_ahead else None)
+        """Plans the next round while this round's devices compute (:mod:`~deft_ray.runtime.plan_ahead`)."""
         self.round_start_s = 0.0
         """Emulated time at which the current round's first phase began (after any wait)."""
         self.optimizer = config.optimizer.build(list(model.named_trainable_parameters().values()))
@@ -185,11 +189,16 @@ class Coordinator:
         events = self.round_events = self.pending_events
         self.pending_events = []
 
-        planned = self._plan_online([spec.name for spec in self.specs], self._instance_at, round_idx, events,
-                                    at_s=self.emulated_time_s, what="the round")
+        candidates = [spec.name for spec in self.specs]
+        ahead = self.plan_ahead.take(round_idx, self.emulated_time_s, candidates) if self.plan_ahead else None
+        planned = (self._planned_ahead(ahead, events) if ahead else
+                   self._plan_online(candidates, self._instance_at, round_idx, events, at_s=self.emulated_time_s,
+                                     what="the round"))
         self.emulated_time_s += planned.waited_s
         self.round_start_s = self.emulated_time_s
         instance, plan = planned.instance, planned.plan
+        if self.plan_ahead and round_idx < self.config.rounds:  # solved while this round's devices compute
+            self.plan_ahead.start(self.planner, round_idx + 1, self.round_start_s + plan.round_latency_s, candidates)
         outcomes = [self._dispatch(instance, plan, round_idx, events, busy=frozenset(), start_s=0.0)]
         while outcomes[-1].lost_blocks:
             outcomes.append(self._recover(instance, outcomes, round_idx, events))
@@ -215,6 +224,7 @@ class Coordinator:
             loss=loss, evaluation=evaluation, events=(), blocks_applied=sum(len(u.blocks) for u in uploads),
             recovery=tuple(outcome.phase for outcome in outcomes[1:]),
             online=tuple(device.name for device in instance.devices), waited_s=planned.waited_s,
+            planned_ahead=ahead is not None,
             # fsum: the same total whatever order the uploads arrived in
             energy_j=math.fsum(d.energy_j or 0.0 for o in outcomes for d in o.phase.devices.values()))
         if self.meets_target(record):
@@ -227,17 +237,17 @@ class Coordinator:
         return record
 
     # ------------------------------------------------------------------------------ its steps
-    def instance_for_round(self, names: Sequence[str] | None = None) -> Instance:
-        """The planner's view of the next round: the channels of the live devices (of ``names``)
-        as the edge is now, with fading drawn from the run's generator."""
+    def instance_for_round(self, names: Sequence[str] | None = None, round_idx: int | None = None) -> Instance:
+        """The planner's view of round ``round_idx`` (default: the next): the channels of the
+        live devices (of ``names``) as the edge is now, with fading drawn from the run's generator."""
         specs = [spec for spec in self.specs if names is None or spec.name in names]
-        gains = self.edge.gains([spec.name for spec in specs], self.next_round, self.rng)
+        gains = self.edge.gains([spec.name for spec in specs], round_idx or self.next_round, self.rng)
         return round_instance(self.config, specs, self.profile, self.rng, gains=gains,
                               tensors_per_block=self.tensors_per_block)
 
-    def _instance_at(self, time_s: float, names: Sequence[str]) -> Instance:
+    def _instance_at(self, time_s: float, names: Sequence[str], round_idx: int | None = None) -> Instance:
         self.edge.advance_to(time_s)
-        return self.instance_for_round(names)
+        return self.instance_for_round(names, round_idx)
 
     def _plan_online(self, candidates: Sequence[str], instance_of, round_idx: int, events: list[Event], *,
                      at_s: float, what: str) -> OnlinePlan:
@@ -269,6 +279,15 @@ class Coordinator:
         except InfeasibleError as error:
             raise CoverageError(f"round {round_idx}: the {instance.num_devices} devices left cannot cover "
                                 f"{what} with scheme {self.config.scheme!r}: {error}.") from None
+        return self._warned(planned, events)
+
+    def _planned_ahead(self, ahead: AheadPlan, events: list[Event]) -> OnlinePlan:
+        """The round's plan, made while the last round's devices computed (no wait: all it needed was online)."""
+        return OnlinePlan(ahead.instance, self._warned(ahead.planned, events), 0.0, ahead.offline)
+
+    @staticmethod
+    def _warned(planned: Any, events: list[Event]) -> Plan:
+        """A :class:`~deft_ray.actors.planner.PlannedRound`'s plan; its warnings become events."""
         events.extend(Event(kind=EventKind.PLANNER_WARNING, detail=warning) for warning in planned.warnings)
         return planned.plan
 

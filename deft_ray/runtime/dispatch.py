@@ -10,7 +10,7 @@ batch streams for checkpoints. The pools themselves live in :mod:`deft_ray.actor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
 
@@ -69,3 +69,7 @@ class PlannerLike(Protocol):
     def plan_round(self, instance: Instance, round_idx: int) -> Any:
         """The round's plan with the warnings raised making it (a
         :class:`~deft_ray.actors.planner.PlannedRound`)."""
+
+    def start_plan(self, instance: Instance, round_idx: int) -> Callable[[], Any]:
+        """Start :meth:`plan_round` (a planner actor solves in the background); the call returned
+        waits for it and raises what it raised."""

@@ -262,6 +262,9 @@ class RoundRecord:
     energy_j: float | None = None
     """Energy every upload of the round cost its device (every phase, late uploads included);
     ``None`` in a ledger written before energy was accounted."""
+    planned_ahead: bool = False
+    """Whether the round's plan was solved while the round before it computed (virtual clock,
+    ``runtime.plan_ahead``; docs/architecture.md, "Planning ahead")."""
 
     @property
     def primary_metric(self) -> float | None:
@@ -279,7 +282,7 @@ class RoundRecord:
             "events": [event.to_json() for event in self.events], "blocks_applied": self.blocks_applied,
             "recovery": [phase.to_json() for phase in self.recovery],
             "online": list(self.online) if self.online is not None else None, "waited_s": self.waited_s,
-            "energy_j": self.energy_j,
+            "energy_j": self.energy_j, "planned_ahead": self.planned_ahead,
         }
 
     @classmethod
@@ -296,7 +299,8 @@ class RoundRecord:
             recovery=tuple(Phase.from_json(p) for p in data.get("recovery", ())),
             online=tuple(data["online"]) if data.get("online") is not None else None,
             waited_s=float(data.get("waited_s", 0.0)),
-            energy_j=None if data.get("energy_j") is None else float(data["energy_j"]))
+            energy_j=None if data.get("energy_j") is None else float(data["energy_j"]),
+            planned_ahead=bool(data.get("planned_ahead", False)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -97,7 +97,9 @@ def test_devices_that_never_come_back_stop_the_run_as_before(tiny_bert, tmp_path
 
 
 def living(tiny_config, tiny_bert, tmp_path, **overrides):
-    return tiny_config(tiny_bert, profile=fixed_profile(tmp_path), eval_every=2,
+    if "profile" not in overrides:
+        overrides["profile"] = fixed_profile(tmp_path)
+    return tiny_config(tiny_bert, eval_every=2,
                        network={"shadowing_db": 6.0, "shadowing_coherence_s": 2.0, "rayleigh_fading": True},
                        devices=[{"name": "fast", "count": 3, "memory_fraction": 1.2, "distance_m": [50, 400],
                                  "speed_mps": 30.0, "mean_online_s": 6.0, "mean_offline_s": 2.0},
