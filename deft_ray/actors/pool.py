@@ -19,15 +19,22 @@ def dearest_first(orders: Mapping[str, Any], padded_lengths: Mapping[str, int]) 
     """The devices of ``orders`` in the order their work is sent: the dearest first.
 
     Sending the longest jobs first (LPT list scheduling) keeps every core busy until near the
-    end of the round. A job's cost is its ``planned_compute_s`` (the profile's, which orders the
-    blocks and the devices' speeds) times the length its next batch is cut to (``padded_lengths``,
-    reported with each upload), since a batch of short sentences costs a fraction of one of long
-    ones. A device whose next length is not known counts at the median of those that are.
-    Emulated time does not depend on this order, only wall time does.
+    end of the round. A job's cost is what it costs this host: its ``profile_compute_s`` (the
+    profile's cost of its blocks, without the device's emulated speed, which only the virtual
+    clock charges; ``planned_compute_s`` where that is not known) times the length its next
+    batch is cut to (``padded_lengths``, reported with each upload), since a batch of short
+    sentences costs a fraction of one of long ones. A device whose next length is not known counts
+    at the median of those that are. Emulated time does not depend on this order, only wall time does.
     """
     known = [padded_lengths[name] for name in orders if name in padded_lengths]
     typical = statistics.median(known) if known else 1
-    return sorted(orders, key=lambda name: -orders[name].planned_compute_s * padded_lengths.get(name, typical))
+
+    def cost(name: str) -> float:
+        order = orders[name]
+        host_s = order.planned_compute_s if order.profile_compute_s is None else order.profile_compute_s
+        return host_s * padded_lengths.get(name, typical)
+
+    return sorted(orders, key=lambda name: -cost(name))
 
 
 class LocalDevicePool:

@@ -29,6 +29,10 @@ class WorkOrder:
     """Profile prediction ``compute_scale * compute_s`` of the lowest block (times the local
     steps of a local update): the emulated compute time (under the realtime clock it really
     elapses, or longer if the real computation is)."""
+    profile_compute_s: float | None = None
+    """The profile's ``compute_s`` of the lowest block itself (times the local steps), without
+    the device's ``compute_scale``: what the work costs the host that runs it, since every
+    emulated device computes at the host's speed (``None``: not known)."""
 
 
 @dataclass(frozen=True, slots=True)

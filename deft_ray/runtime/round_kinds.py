@@ -43,8 +43,9 @@ class RoundKind(ABC):
 
     @abstractmethod
     def order(self, round_idx: int, blocks: tuple[int, ...], *, bandwidth_hz: float, rate_bps: float,
-              block_compute_s: float) -> WorkOrder:
-        """A device's order; ``block_compute_s`` is its emulated compute time for its lowest block."""
+              block_compute_s: float, profile_compute_s: float) -> WorkOrder:
+        """A device's order; ``block_compute_s`` is its emulated compute time for its lowest block,
+        ``profile_compute_s`` the profile's for that block (the host's cost)."""
 
     @abstractmethod
     def uncovered(self, lost_blocks: Sequence[int], accepted: Sequence[BlockUpload]) -> list[int]:
@@ -66,18 +67,20 @@ class RoundKind(ABC):
         orders = {}
         for name, blocks in plan.assignment.items():
             k = names.index(name)
+            lowest_s = float(compute[list(blocks)].max())
             orders[name] = self.order(round_idx, tuple(blocks), bandwidth_hz=float(bandwidth[k]),
                                       rate_bps=float(rates[k]),
-                                      block_compute_s=float(instance.devices[k].compute_scale * compute[list(blocks)].max()))
+                                      block_compute_s=float(instance.devices[k].compute_scale * lowest_s),
+                                      profile_compute_s=lowest_s)
         return orders
 
 
 class BlockAssembly(RoundKind):
     """DEFT: every block's gradient from exactly one device, assembled into one optimizer step."""
 
-    def order(self, round_idx, blocks, *, bandwidth_hz, rate_bps, block_compute_s):
+    def order(self, round_idx, blocks, *, bandwidth_hz, rate_bps, block_compute_s, profile_compute_s):
         return BlockGradientsOrder(round_idx=round_idx, blocks=blocks, bandwidth_hz=bandwidth_hz, rate_bps=rate_bps,
-                                   planned_compute_s=block_compute_s)
+                                   planned_compute_s=block_compute_s, profile_compute_s=profile_compute_s)
 
     def uncovered(self, lost_blocks, accepted):
         return sorted(set(lost_blocks))
@@ -117,9 +120,10 @@ class LocalUpdateAveraging(RoundKind):
         self.local_steps = local_steps
         self.train_lora_a = train_lora_a
 
-    def order(self, round_idx, blocks, *, bandwidth_hz, rate_bps, block_compute_s):
+    def order(self, round_idx, blocks, *, bandwidth_hz, rate_bps, block_compute_s, profile_compute_s):
         return LocalUpdateOrder(round_idx=round_idx, blocks=blocks, bandwidth_hz=bandwidth_hz, rate_bps=rate_bps,
-                                planned_compute_s=block_compute_s * self.local_steps, local_steps=self.local_steps,
+                                planned_compute_s=block_compute_s * self.local_steps,
+                                profile_compute_s=profile_compute_s * self.local_steps, local_steps=self.local_steps,
                                 train_lora_a=self.train_lora_a)
 
     def uncovered(self, lost_blocks, accepted):

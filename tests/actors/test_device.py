@@ -76,15 +76,38 @@ def test_batches_differ_between_rounds_and_resume_exactly(shared):
     assert np.array_equal(device.stream.next_batch()["input_ids"], first)
 
 
-def test_work_goes_out_dearest_first_by_planned_compute_times_next_batch_length():
-    from types import SimpleNamespace
-
+def test_work_goes_out_dearest_first_by_the_hosts_compute_times_next_batch_length():
     from deft_ray.actors.pool import dearest_first
 
-    orders = {name: SimpleNamespace(planned_compute_s=s) for name, s in (("a", 1.0), ("b", 0.5), ("c", 0.6))}
+    def orders(**costs):
+        return {name: BlockGradientsOrder(round_idx=1, blocks=(0,), bandwidth_hz=1e5, rate_bps=1e6, planned_compute_s=s,
+                                          profile_compute_s=host_s) for name, (s, host_s) in costs.items()}
+
+    unscaled = orders(a=(1.0, None), b=(0.5, None), c=(0.6, None))
     # a: 1.0 x 10, b: 0.5 x 40, c: 0.6 x the median of the known lengths (25)
-    assert dearest_first(orders, {"a": 10, "b": 40}) == ["b", "c", "a"]
-    assert dearest_first(orders, {}) == ["a", "c", "b"]  # no lengths yet: the profile's order
+    assert dearest_first(unscaled, {"a": 10, "b": 40}) == ["b", "c", "a"]
+    assert dearest_first(unscaled, {}) == ["a", "c", "b"]  # no lengths yet: the profile's order
+    # a phone emulated 5x slower costs this host only its block's own time
+    assert dearest_first(orders(phone=(2.0, 0.4), workstation=(0.6, 0.6)), {}) == ["workstation", "phone"]
+
+
+@pytest.mark.parametrize("scheme, steps", [("jbba", 1), ("fedavg", 3)])
+def test_an_order_carries_its_blocks_cost_to_the_host_and_to_the_emulated_device(tiny_bert, tmp_path, tiny_config,
+                                                                                 scheme, steps):
+    from deft_ray.actors.launch import build_local
+    from deft_ray.runtime.ledger import RunDirectory
+
+    config = tiny_config(tiny_bert, scheme=scheme, federated={"local_steps": steps},
+                         devices=[{"name": "fast", "count": 3, "memory_fraction": 1.2},
+                                  {"name": "slow", "count": 3, "compute_scale": 4.0, "memory_fraction": 1.2}])
+    coordinator = build_local(config, RunDirectory(tmp_path / "run"))
+    instance = coordinator.instance_for_round()
+    plan = coordinator.planner.plan(instance, 1)
+    scale = {device.name: device.compute_scale for device in instance.devices}
+    for name, order in coordinator.round_kind.work_orders(instance, plan, 1).items():
+        lowest_s = max(instance.blocks[n].compute_s for n in order.blocks)
+        assert order.profile_compute_s == pytest.approx(lowest_s * steps)
+        assert order.planned_compute_s == pytest.approx(scale[name] * lowest_s * steps)
 
 
 def test_an_upload_tells_the_length_of_the_devices_next_batch(shared):
