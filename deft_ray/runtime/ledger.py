@@ -33,16 +33,18 @@ class LedgerError(DeftRayError):
 
 LOCK_NAME = ".lock"
 
-WALL_CLOCK_FIELDS = frozenset({"wall_s", "measured_compute_s", "arrival_s", "peak_memory_bytes", "solve_time_s"})
-"""Ledger fields that depend on the host's timing, not on the run's seed."""
+UNSEEDED_FIELDS = frozenset({"wall_s", "measured_compute_s", "arrival_s", "peak_memory_bytes", "solve_time_s",
+                             "planned_ahead"})
+"""Ledger fields that do not follow from the run's seed: the host's timing, and whether a round's
+plan was made ahead (a resumed run's first round has none made)."""
 
 
 def seeded_fields(line: dict[str, Any]) -> dict[str, Any]:
-    """A ledger line without its wall-clock measurements and events: what two runs of one config
+    """A ledger line without its events and :data:`UNSEEDED_FIELDS`: what two runs of one config
     on the virtual clock share, however they were interrupted and resumed."""
     def strip(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in WALL_CLOCK_FIELDS}
+            return {k: strip(v) for k, v in value.items() if k not in UNSEEDED_FIELDS}
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value

@@ -96,6 +96,20 @@ def test_devices_that_never_come_back_stop_the_run_as_before(tiny_bert, tmp_path
         list(build_local(config, RunDirectory(tmp_path / "run")).run())
 
 
+def payload_profile(tiny_bert, folder) -> str:
+    """A fixed profile (separate runs plan alike) whose payloads are the tiny model's, so that its
+    rounds end when their plans say (and the next round's plan made ahead is taken)."""
+    from deft_ray.learning.lora import LoraSpec
+    from deft_ray.learning.model import BlockModel
+
+    model = BlockModel.from_pretrained(tiny_bert, num_labels=2, lora=LoraSpec(), seed=0)
+    blocks = [{"compute_s": 0.4 - 0.05 * n, "memory_bytes": 8e8 - 1.5e8 * n, "payload_bits": model.block_payload_bits(n)}
+              for n in range(model.num_blocks)]
+    path = folder / "payload-profile.json"
+    path.write_text(json.dumps({"blocks": blocks}))
+    return str(path)
+
+
 def living(tiny_config, tiny_bert, tmp_path, **overrides):
     if "profile" not in overrides:
         overrides["profile"] = fixed_profile(tmp_path)
@@ -109,7 +123,8 @@ def living(tiny_config, tiny_bert, tmp_path, **overrides):
 
 
 def test_a_resumed_living_run_draws_the_same_channels_and_availability(tiny_bert, tmp_path, tiny_config):
-    config = living(tiny_config, tiny_bert, tmp_path, rounds=6, reliability={"checkpoint_every": 2})
+    config = living(tiny_config, tiny_bert, tmp_path, rounds=9, reliability={"checkpoint_every": 2},
+                    profile=payload_profile(tiny_bert, tmp_path))
     whole = build_local(config, RunDirectory(tmp_path / "whole"))
     list(whole.run())
     cut = build_local(config, RunDirectory(tmp_path / "cut"))
@@ -121,6 +136,7 @@ def test_a_resumed_living_run_draws_the_same_channels_and_availability(tiny_bert
     lines = ledger(tmp_path / "whole")
     assert [seeded_fields(r) for r in ledger(tmp_path / "cut")] == [seeded_fields(r) for r in lines]
     assert whole.edge.state_dict() == resumed.edge.state_dict()
+    assert any(r["planned_ahead"] for r in ledger(tmp_path / "cut")[5:])  # plans made ahead after the resume too
     assert len({tuple(r["online"]) for r in lines}) > 1  # devices came and went
     assert len({json.dumps(r["plan"]["bandwidth_hz"]) for r in lines}) == len(lines)  # channels changed
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -10,25 +9,7 @@ import threading
 from deft_ray.actors.launch import build_local
 from deft_ray.runtime.ledger import RunDirectory, seeded_fields
 from tests.actors.test_faults import check_every_block_once, ledger
-from tests.actors.test_living_edge import living
-
-
-def profile_of(tiny_bert, folder) -> str:
-    """A fixed profile (runs plan alike) whose payloads are the tiny model's: its rounds end as planned."""
-    from deft_ray.learning.lora import LoraSpec
-    from deft_ray.learning.model import BlockModel
-
-    model = BlockModel.from_pretrained(tiny_bert, num_labels=2, lora=LoraSpec(), seed=0)
-    blocks = [{"compute_s": 0.4 - 0.05 * n, "memory_bytes": 8e8 - 1.5e8 * n, "payload_bits": model.block_payload_bits(n)}
-              for n in range(model.num_blocks)]
-    path = folder / "model-profile.json"
-    path.write_text(json.dumps({"blocks": blocks}))
-    return str(path)
-
-
-def results(line: dict) -> dict:
-    """What a round computed, without how its plan was reached."""
-    return {k: v for k, v in seeded_fields(line).items() if k != "planned_ahead"}
+from tests.actors.test_living_edge import living, payload_profile
 
 
 def test_planning_ahead_leaves_a_living_run_as_it_was(tiny_bert, tmp_path, tiny_config):
@@ -37,13 +18,13 @@ def test_planning_ahead_leaves_a_living_run_as_it_was(tiny_bert, tmp_path, tiny_
     runs = {}
     for ahead in (True, False):
         config = living(tiny_config, tiny_bert, tmp_path, rounds=12, reliability={"checkpoint_every": 0},
-                        runtime={"plan_ahead": ahead}, profile=profile_of(tiny_bert, tmp_path))
+                        runtime={"plan_ahead": ahead}, profile=payload_profile(tiny_bert, tmp_path))
         coordinator = build_local(config, RunDirectory(tmp_path / str(ahead)))
         list(coordinator.run())
         runs[ahead] = (ledger(tmp_path / str(ahead)), coordinator)
     (lines, whole), (plain, alone) = runs[True], runs[False]
     check_every_block_once(lines)
-    assert [results(line) for line in lines] == [results(line) for line in plain]
+    assert [seeded_fields(line) for line in lines] == [seeded_fields(line) for line in plain]
     assert [e["kind"] for line in lines for e in line["events"]] == [e["kind"] for line in plain for e in line["events"]]
     assert whole.edge.state_dict() == alone.edge.state_dict() and whole.rng.bit_generator.state == alone.rng.bit_generator.state
     assert not any(line["planned_ahead"] for line in plain)
@@ -58,7 +39,7 @@ def test_planning_ahead_leaves_a_living_run_as_it_was(tiny_bert, tmp_path, tiny_
 
 def test_a_round_planned_ahead_is_dropped_when_the_generator_moved_since(tiny_bert, tmp_path, tiny_config):
     config = living(tiny_config, tiny_bert, tmp_path, rounds=3, reliability={"checkpoint_every": 0},
-                    profile=profile_of(tiny_bert, tmp_path))
+                    profile=payload_profile(tiny_bert, tmp_path))
     coordinator = build_local(config, RunDirectory(tmp_path / "run"))
     coordinator.run_round(1)
     coordinator.rng.random()  # anything else that draws between rounds
