@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import resource
 import time
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from deft_ray.actors.slots import ComputeSlots
 from deft_ray.actors.startup import StartupTimes, StartupWatch
 from deft_ray.edge.clock import transfer_time_s
 from deft_ray.edge.devices import DeviceSpec
@@ -90,7 +92,11 @@ class Device:
         except ImportError:
             return None
 
-    def train(self, order: WorkOrder, adapter: Mapping[str, np.ndarray]) -> BlockUpload:
+    def train(self, order: WorkOrder, adapter: Mapping[str, np.ndarray],
+              slots: ComputeSlots | None = None) -> BlockUpload:
+        """Carry out ``order`` on the round's ``adapter``. With ``slots``, the computation itself
+        waits for, and holds, one of the node's compute slots; loading the adapter and drawing the
+        batch happen before, while other devices compute (:mod:`~deft_ray.actors.slots`)."""
         import torch
 
         need = max(self.setup.block_memory_bytes[block] for block in order.blocks)
@@ -106,15 +112,18 @@ class Device:
             from deft_ray.learning.local_update import local_update
 
             batches = [self.stream.next_batch() for _ in range(order.local_steps)]
-            start = time.perf_counter()
             optimizer = self.setup.optimizer
-            tensors, loss = local_update(self.model, batches, optimizer=optimizer.name, lr=optimizer.lr,
-                                         weight_decay=optimizer.weight_decay, train_lora_a=order.train_lora_a)
+            with slots.held() if slots else nullcontext():
+                start = time.perf_counter()
+                tensors, loss = local_update(self.model, batches, optimizer=optimizer.name, lr=optimizer.lr,
+                                             weight_decay=optimizer.weight_decay, train_lora_a=order.train_lora_a)
+                measured_s = time.perf_counter() - start
         else:
             batch = self.stream.next_batch()
-            start = time.perf_counter()
-            tensors, loss = self.model.block_gradients(order.blocks, batch)
-        measured_s = time.perf_counter() - start
+            with slots.held() if slots else nullcontext():
+                start = time.perf_counter()
+                tensors, loss = self.model.block_gradients(order.blocks, batch)
+                measured_s = time.perf_counter() - start
         peak_bytes = (torch.cuda.max_memory_allocated(self.model.device) if on_gpu
                       else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
         # Emulated compute time is the profile's prediction for this device; under the realtime

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from typing import Any, Callable, Iterator
 
 from deft_ray.actors.device import Device
@@ -17,6 +18,7 @@ from deft_ray.actors.packed import pack
 from deft_ray.actors.placement import gang_schedule
 from deft_ray.actors.planner import Planner
 from deft_ray.actors.pool import LocalDevicePool
+from deft_ray.actors.slots import ComputeSlots
 from deft_ray.actors.spawning import await_startup, device_actors, device_hosts
 from deft_ray.actors.timeouts import CONTROL_TIMEOUT_S, DEVICE_STARTUP_TIMEOUT_S, PLAN_TIMEOUT_S, RECORD_TIMEOUT_S
 from deft_ray.config import RunConfig
@@ -67,13 +69,14 @@ def build_ray(config: RunConfig, run_dir: RunDirectory, task: Any = None, *, res
     limit = config.runtime.max_concurrent_devices
     if limit is None and config.clock == "virtual":
         limit = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    slots = None if limit is None else ComputeSlots(uuid.uuid4().hex, limit, config.round_timeout_s)
     per_actor = config.runtime.devices_per_actor
     hosts = None if per_actor == 1 else pack(prepared.specs, per_actor)
     group = gang_schedule(prepared.specs, hosts)
     if hosts is None:
-        handles, pool = device_actors(Device, prepared, group, backbone_ref, columns_ref, limit)
+        handles, pool = device_actors(Device, prepared, group, backbone_ref, columns_ref, limit, slots)
     else:
-        handles, pool = device_hosts(Device, prepared, group, hosts, backbone_ref, columns_ref, limit)
+        handles, pool = device_hosts(Device, prepared, group, hosts, backbone_ref, columns_ref, limit, slots)
     actors = list({id(handle): handle for handle in handles.values()}.values())
     times = await_startup(actors, len(prepared.specs), on_progress)
     node_of = dict(zip(map(id, actors), ray.get([a.node_id.remote() for a in actors], timeout=DEVICE_STARTUP_TIMEOUT_S)))
@@ -121,10 +124,15 @@ class CoordinatorActor:
         from deft_ray.actors.metrics import RoundMetrics
 
         metrics = RoundMetrics(self.coordinator.config.scheme)
-        for item in _coordinator_stream(self.coordinator):
-            if isinstance(item, RoundRecord):
-                metrics.observe(item)
-            yield item
+        try:
+            for item in _coordinator_stream(self.coordinator):
+                if isinstance(item, RoundRecord):
+                    metrics.observe(item)
+                yield item
+        finally:
+            slots = getattr(self.coordinator.pool, "slots", None)
+            if slots is not None:
+                slots.remove()  # this node's; a device on another node leaves its empty slot files
 
     def request_stop(self) -> None:
         """Stop after the round in flight (the actor runs two threads, so this arrives during :meth:`run`)."""

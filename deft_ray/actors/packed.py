@@ -17,6 +17,7 @@ import numpy as np
 
 from deft_ray.actors.device import Device
 from deft_ray.actors.pool import RayDevicePool, live_answers
+from deft_ray.actors.slots import ComputeSlots
 from deft_ray.actors.startup import StartupTimes, StartupWatch
 from deft_ray.actors.timeouts import CONTROL_TIMEOUT_S, DEVICE_STARTUP_TIMEOUT_S
 from deft_ray.edge.devices import DeviceSpec
@@ -43,8 +44,8 @@ class DeviceHost:
     def names(self) -> list[str]:
         return list(self.devices)
 
-    def train(self, name: str, order, adapter):
-        return self.devices[name].train(order, adapter)
+    def train(self, name: str, order, adapter, slots=None):
+        return self.devices[name].train(order, adapter, slots)
 
     def stream_state(self, name: str) -> dict[str, Any]:
         return self.devices[name].stream_state()
@@ -82,8 +83,8 @@ class PackedDevicePool(RayDevicePool):
     """
 
     def __init__(self, handles: Mapping[str, Any], spawn_host: Callable[[Sequence[str]], Any], *,
-                 max_concurrent: int | None = None):
-        super().__init__(handles, None, max_concurrent=max_concurrent)
+                 max_concurrent: int | None = None, slots: ComputeSlots | None = None):
+        super().__init__(handles, None, max_concurrent=max_concurrent, slots=slots)
         self.spawn_host = spawn_host
         self._fresh: set[str] = set()
 

@@ -10,6 +10,7 @@ import statistics
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from deft_ray.actors.slots import ComputeSlots
 from deft_ray.actors.timeouts import CONTROL_TIMEOUT_S, DEVICE_STARTUP_TIMEOUT_S
 from deft_ray.runtime.dispatch import Arrival, Dispatch
 from deft_ray.runtime.round_kinds import RoundError
@@ -87,14 +88,18 @@ class RayDevicePool:
     starts a fresh actor for :meth:`restart`. ``max_concurrent`` bounds the device computations
     in flight (``None``: all at once): the orders go out dearest first (:func:`dearest_first`),
     and each arrival lets the next one go, so no more than that many devices contend for the
-    CPUs. Emulated time does not change with it (the virtual clock charges the profile's compute
-    time).
+    CPUs. With ``slots`` (:class:`~deft_ray.actors.slots.ComputeSlots`, ``max_concurrent`` of
+    them per node), one order more is in flight: its device gets ready while the others compute
+    and starts the moment a slot comes free. Emulated time does not change with either (the
+    virtual clock charges the profile's compute time).
     """
 
-    def __init__(self, handles: Mapping[str, Any], spawn: Any = None, *, max_concurrent: int | None = None):
+    def __init__(self, handles: Mapping[str, Any], spawn: Any = None, *, max_concurrent: int | None = None,
+                 slots: ComputeSlots | None = None):
         self.handles = dict(handles)
         self.spawn = spawn
         self.max_concurrent = max_concurrent
+        self.slots = slots
         self.padded_lengths: dict[str, int] = {}
         """Each device's next batch length, from its last upload (:func:`dearest_first`)."""
 
@@ -108,13 +113,13 @@ class RayDevicePool:
         adapter_ref = ray.put(dict(adapter))
         start = time.perf_counter()
         queue = dearest_first(orders, self.padded_lengths)
-        limit = len(queue) if self.max_concurrent is None else self.max_concurrent
+        limit = len(queue) if self.max_concurrent is None else self.max_concurrent + (self.slots is not None)
         pending: dict[Any, str] = {}
 
         def submit() -> None:
             while queue and len(pending) < limit:
                 name = queue.pop(0)
-                pending[self._call(name, "train", orders[name], adapter_ref)] = name
+                pending[self._call(name, "train", orders[name], adapter_ref, self.slots)] = name
 
         submit()
         arrivals, failures = [], {}

@@ -14,7 +14,7 @@ from deft_ray.actors.timeouts import DEVICE_STARTUP_TIMEOUT_S
 from deft_ray.runtime.round_kinds import RoundError
 
 
-def device_actors(device_cls, prepared, group, backbone_ref, columns_ref, limit):
+def device_actors(device_cls, prepared, group, backbone_ref, columns_ref, limit, slots=None):
     """One actor per device, each in its own bundle of the run's placement group (a restart reuses it)."""
     import ray
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -35,10 +35,10 @@ def device_actors(device_cls, prepared, group, backbone_ref, columns_ref, limit)
                                                       prepared.partitions[index])
 
     handles = {spec.name: spawn(spec.name) for spec in prepared.specs}
-    return handles, RayDevicePool(handles, spawn, max_concurrent=limit)
+    return handles, RayDevicePool(handles, spawn, max_concurrent=limit, slots=slots)
 
 
-def device_hosts(device_cls, prepared, group, hosts, backbone_ref, columns_ref, limit):
+def device_hosts(device_cls, prepared, group, hosts, backbone_ref, columns_ref, limit, slots=None):
     """One :class:`DeviceHost` actor per group of packed devices, in the group's bundle."""
     import ray
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -67,7 +67,7 @@ def device_hosts(device_cls, prepared, group, hosts, backbone_ref, columns_ref, 
         names = [prepared.specs[i].name for i in host]
         handle = spawn_host(names)
         handles.update(dict.fromkeys(names, handle))
-    return handles, PackedDevicePool(handles, spawn_host, max_concurrent=limit)
+    return handles, PackedDevicePool(handles, spawn_host, max_concurrent=limit, slots=slots)
 
 
 def await_startup(actors, total: int, on_progress) -> list[StartupTimes]:
