@@ -356,7 +356,9 @@ class RuntimeConfig:
     max_concurrent_devices: PositiveWhole | None = None
     """Device computations that run at once, the rest waiting their turn (empty: the Ray
     cluster's CPUs under the virtual clock, which charges profiled compute time, so contention
-    only costs wall time; no limit under realtime, where wall time is the emulation)."""
+    only costs wall time; no limit under realtime, where wall time is the emulation). One order
+    more is in flight, its device getting ready for the first compute slot to come free
+    (docs/architecture.md, "Packed devices and bounded concurrency")."""
     devices_per_actor: PositiveWhole = 1
     """Emulated devices hosted by one Ray actor process, training on threads (1: an actor per
     device). More saves each device the process's imports and memory; the devices of a process

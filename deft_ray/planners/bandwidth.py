@@ -76,7 +76,6 @@ def equalize_bandwidth(channel: Channel, compute_s: np.ndarray, payload_bits: np
     """
     compute_s = np.atleast_2d(np.asarray(compute_s, dtype=float))
     payload_bits = np.broadcast_to(np.asarray(payload_bits, dtype=float), compute_s.shape)
-    num_involved = compute_s.shape[1]
     floor = np.zeros(compute_s.shape) if floor_hz is None else np.broadcast_to(floor_hz, compute_s.shape)
     equal = floor_shares_hz(floor, total_hz)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):

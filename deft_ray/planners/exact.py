@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deft_ray.errors import InfeasibleError, TooLargeError
+from deft_ray.errors import TooLargeError
 from deft_ray.planners.bandwidth import (
     bandwidth_needed_hz,
     cheapest_matching,
