@@ -6,36 +6,14 @@ what came back (:class:`~deft_ray.runtime.dispatch.Dispatch`).
 
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from deft_ray.actors.dispatch_order import dispatch_order
 from deft_ray.actors.slots import ComputeSlots
 from deft_ray.actors.timeouts import CONTROL_TIMEOUT_S, DEVICE_STARTUP_TIMEOUT_S
 from deft_ray.runtime.dispatch import Arrival, Dispatch
 from deft_ray.runtime.round_kinds import RoundError
-
-
-def dearest_first(orders: Mapping[str, Any], padded_lengths: Mapping[str, int]) -> list[str]:
-    """The devices of ``orders`` in the order their work is sent: the dearest first.
-
-    Sending the longest jobs first (LPT list scheduling) keeps every core busy until near the
-    end of the round. A job's cost is what it costs this host: its ``profile_compute_s`` (the
-    profile's cost of its blocks, without the device's emulated speed, which only the virtual
-    clock charges; ``planned_compute_s`` where that is not known) times the length its next
-    batch is cut to (``padded_lengths``, reported with each upload), since a batch of short
-    sentences costs a fraction of one of long ones. A device whose next length is not known counts
-    at the median of those that are. Emulated time does not depend on this order, only wall time does.
-    """
-    known = [padded_lengths[name] for name in orders if name in padded_lengths]
-    typical = statistics.median(known) if known else 1
-
-    def cost(name: str) -> float:
-        order = orders[name]
-        host_s = order.planned_compute_s if order.profile_compute_s is None else order.profile_compute_s
-        return host_s * padded_lengths.get(name, typical)
-
-    return sorted(orders, key=lambda name: -cost(name))
 
 
 class LocalDevicePool:
@@ -86,8 +64,9 @@ class RayDevicePool:
 
     A device whose actor died or raised is reported in :attr:`Dispatch.failures`; ``spawn(name)``
     starts a fresh actor for :meth:`restart`. ``max_concurrent`` bounds the device computations
-    in flight (``None``: all at once): the orders go out dearest first (:func:`dearest_first`),
-    and each arrival lets the next one go, so no more than that many devices contend for the
+    in flight (``None``: all at once): the orders go out in
+    :func:`~deft_ray.actors.dispatch_order.dispatch_order` (the dearest first, or a better split
+    over that many cores replayed), and each arrival lets the next one go, so no more than that many devices contend for the
     CPUs. With ``slots`` (:class:`~deft_ray.actors.slots.ComputeSlots`, ``max_concurrent`` of
     them per node), one order more is in flight: its device gets ready while the others compute
     and starts the moment a slot comes free. Emulated time does not change with either (the
@@ -101,7 +80,7 @@ class RayDevicePool:
         self.max_concurrent = max_concurrent
         self.slots = slots
         self.padded_lengths: dict[str, int] = {}
-        """Each device's next batch length, from its last upload (:func:`dearest_first`)."""
+        """Each device's next batch length, from its last upload (:mod:`~deft_ray.actors.dispatch_order`)."""
 
     def _call(self, name: str, method: str, *args):
         """``handle.method.remote(*args)`` for device ``name`` (a packed pool adds the name)."""
@@ -112,7 +91,7 @@ class RayDevicePool:
 
         adapter_ref = ray.put(dict(adapter))
         start = time.perf_counter()
-        queue = dearest_first(orders, self.padded_lengths)
+        queue = dispatch_order(orders, self.padded_lengths, self.max_concurrent)
         limit = len(queue) if self.max_concurrent is None else self.max_concurrent + (self.slots is not None)
         pending: dict[Any, str] = {}
 

@@ -84,7 +84,7 @@ class BlockUpload:
     """int8 uploads: each tensor's scale (value = int8 x scale)."""
     next_padded_length: int | None = None
     """Tokens per example of the batch the device trains on next (``None``: unknown): the device
-    pool sends the dearest work first by it (:func:`deft_ray.actors.pool.dearest_first`)."""
+    pool sends the dearest work first by it (:mod:`deft_ray.actors.dispatch_order`)."""
 
     @property
     def latency_s(self) -> float:

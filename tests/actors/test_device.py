@@ -77,7 +77,7 @@ def test_batches_differ_between_rounds_and_resume_exactly(shared):
 
 
 def test_work_goes_out_dearest_first_by_the_hosts_compute_times_next_batch_length():
-    from deft_ray.actors.pool import dearest_first
+    from deft_ray.actors.dispatch_order import dearest_first
 
     def orders(**costs):
         return {name: BlockGradientsOrder(round_idx=1, blocks=(0,), bandwidth_hz=1e5, rate_bps=1e6, planned_compute_s=s,
