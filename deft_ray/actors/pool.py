@@ -79,6 +79,7 @@ class RayDevicePool:
         self.spawn = spawn
         self.max_concurrent = max_concurrent
         self.slots = slots
+        self.dispatches = 0
         self.padded_lengths: dict[str, int] = {}
         """Each device's next batch length, from its last upload (:mod:`~deft_ray.actors.dispatch_order`)."""
 
@@ -94,11 +95,15 @@ class RayDevicePool:
         queue = dispatch_order(orders, self.padded_lengths, self.max_concurrent)
         limit = len(queue) if self.max_concurrent is None else self.max_concurrent + (self.slots is not None)
         pending: dict[Any, str] = {}
+        self.dispatches += 1
+        turns = ({name: turn for turn, name in enumerate(queue)}  # more orders than slots: keep their order
+                 if self.slots is not None and len(queue) > self.slots.count else {})
 
         def submit() -> None:
             while queue and len(pending) < limit:
                 name = queue.pop(0)
-                pending[self._call(name, "train", orders[name], adapter_ref, self.slots)] = name
+                slots = self.slots.for_turn(self.dispatches, turns[name]) if turns else self.slots
+                pending[self._call(name, "train", orders[name], adapter_ref, slots)] = name
 
         submit()
         arrivals, failures = [], {}

@@ -10,12 +10,14 @@ so a core passes from one device to the next without a round trip through the co
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import queue
 import shutil
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,12 @@ class ComputeSlotTimeout(DeftRayError):
     """
 
     exit_code = 1
+
+
+TURN_WAIT_S = 0.05
+"""Longest wait of a dispatch's first order beyond the slots for those before it to take theirs."""
+TURN_POLL_S = 0.0005
+"""How often that wait looks (it lasts a few milliseconds, at a round's start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,22 @@ class ComputeSlots:
     count: int
     timeout_s: float
     """Longest wait for a slot (the run's ``round_timeout_s``)."""
+    dispatch: int = 0
+    """The dispatch (one per round phase) that :attr:`turn` counts in."""
+    turn: int | None = None
+    """This order's place in a dispatch of more orders than slots, while it is among the first
+    ``count + 1`` (``None`` otherwise; see :meth:`for_turn`)."""
+
+    def for_turn(self, dispatch: int, turn: int) -> ComputeSlots:
+        """These slots for the order sent ``turn``-th (from 0) in ``dispatch``, which holds more
+        orders than there are slots.
+
+        The first ``count`` orders of a dispatch go out together with the one after them, and the
+        latter may arrive first. So each of the first ``count`` marks its slot taken, and the one
+        after waits (at most :data:`TURN_WAIT_S`, in case one of them died or runs on another
+        node) until all have, then for the first slot freed: the dispatch order holds. Later
+        orders go out as uploads arrive, by when the slot freed has been taken."""
+        return dataclasses.replace(self, dispatch=dispatch, turn=turn if turn <= self.count else None)
 
     @property
     def folder(self) -> Path:
@@ -62,7 +86,11 @@ class ComputeSlots:
         Raises:
             ComputeSlotTimeout: no slot came free within :attr:`timeout_s`.
         """
+        if self.turn == self.count:
+            self._await_first_turns()
         descriptor = self._take()
+        if self.turn is not None and self.turn < self.count:
+            (self.folder / f"taken-{self.dispatch}-{self.turn}").touch()
         try:
             yield
         finally:
@@ -71,6 +99,17 @@ class ComputeSlots:
     def remove(self) -> None:
         """Delete this node's slot files (when the run is over)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _await_first_turns(self) -> None:
+        """Wait until the dispatch's first ``count`` orders have taken their slots (or
+        :data:`TURN_WAIT_S` has passed), and clear their marks."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        marks = [self.folder / f"taken-{self.dispatch}-{turn}" for turn in range(self.count)]
+        deadline = time.perf_counter() + TURN_WAIT_S
+        while not all(mark.exists() for mark in marks) and time.perf_counter() < deadline:
+            time.sleep(TURN_POLL_S)
+        for mark in marks:
+            mark.unlink(missing_ok=True)
 
     def _take(self) -> int:
         self.folder.mkdir(parents=True, exist_ok=True)

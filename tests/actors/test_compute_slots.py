@@ -117,3 +117,41 @@ def test_a_holder_that_dies_frees_its_slot_and_a_wait_runs_out_with_a_clear_erro
         pass
     slots.remove()
     assert not slots.folder.exists()
+
+
+class TurnHolder(Holder):
+    def __init__(self, slots: ComputeSlots, turn: int):
+        super().__init__(slots.for_turn(7, turn))
+
+
+def test_the_order_after_the_first_wave_waits_for_it_even_when_it_arrives_first(monkeypatch):
+    from deft_ray.actors import slots as slots_module
+
+    monkeypatch.setattr(slots_module, "TURN_WAIT_S", 30.0)
+    slots = fresh_slots(2)
+    early = TurnHolder(slots, 2)  # the third order of the dispatch arrives before the first two
+    early.start()
+    assert not early.holding.wait(0.3)  # both slots are free, but the first two have not taken theirs
+    first_wave = [TurnHolder(slots, 0), TurnHolder(slots, 1)]
+    for holder in first_wave:
+        holder.start()
+        assert holder.holding.wait(10)
+    assert not early.holding.wait(0.2)  # now it waits for a slot
+    first_wave[1].release()
+    assert early.holding.wait(10)
+    assert not list(slots.folder.glob("taken-*"))  # the marks are cleared
+    assert slots.for_turn(7, 3).turn is None  # later orders go out as uploads arrive
+    for holder in (first_wave[0], early):
+        holder.release()
+    slots.remove()
+
+
+def test_the_wait_for_the_first_wave_is_bounded():
+    from deft_ray.actors.slots import TURN_WAIT_S
+
+    slots = fresh_slots(2)
+    early = TurnHolder(slots, 2)
+    early.start()
+    assert early.holding.wait(TURN_WAIT_S + 10)  # the first two never come (died, or on another node)
+    early.release()
+    slots.remove()

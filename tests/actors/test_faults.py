@@ -247,12 +247,12 @@ def test_ray_kill_of_a_device_during_a_round(tiny_bert, tmp_path, ray_local, tin
 class RaisingDevice(Device):
     """Raises in its first round, once per run (a marker file beside the model remembers it)."""
 
-    def train(self, order, adapter):
+    def train(self, order, adapter, slots=None):
         marker = Path(self.setup.model_path) / f"raised-{os.environ.get('PYTEST_XDIST_WORKER', '')}{self.setup.seed}"
         if self.spec.name == "fast-0" and not marker.exists():
             marker.write_text("1")
             raise ValueError("injected fault inside the actor")
-        return super().train(order, adapter)
+        return super().train(order, adapter, slots)
 
 
 def test_device_exception_on_ray_is_restarted(tiny_bert, tmp_path, ray_local, monkeypatch, tiny_config):
@@ -284,10 +284,10 @@ class SlowDevice(Device):
     def slow_down(self, round_idx: int, seconds: float) -> None:
         self.stall = (round_idx, seconds)
 
-    def train(self, order, adapter):
+    def train(self, order, adapter, slots=None):
         if self.stall and order.round_idx == self.stall[0]:
             time.sleep(self.stall[1])
-        return super().train(order, adapter)
+        return super().train(order, adapter, slots)
 
 
 def test_realtime_straggler_past_the_deadline_is_recomputed_on_ray(tiny_bert, tmp_path, ray_local, monkeypatch, tiny_config):
