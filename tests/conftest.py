@@ -20,7 +20,7 @@ def pytest_unconfigure(config):
     printed its summary (exit status 139 in place of 0), and no run here has repeated it. The
     teardown of native libraries is no part of what the suite checks (the tests that run
     ``deft-ray`` as a program check its exit status themselves), so the suite's verdict is
-    pytest's, not that of the teardown.
+    pytest's, not that of the teardown. ``DEFT_RAY_TEST_TEARDOWN=1`` keeps the teardown.
     """
     exit_status = getattr(config, "_deft_ray_exit_status", None)
     if exit_status is None or os.environ.get("DEFT_RAY_TEST_TEARDOWN") == "1":
