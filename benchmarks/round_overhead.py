@@ -85,16 +85,24 @@ def best_schedule_s(work: list[float], cores: int, *, max_assignments: int = 1 <
                for assignment in itertools.product(range(cores), repeat=len(work)))
 
 
-def run_case(scheme: str, devices: int, rounds: int, limit: int | None, out: Path, console, data_dir: str,
-             per_actor: int = 1) -> list[dict]:
+def case_config(scheme: str, devices: int, rounds: int, data_dir: str, *, limit: int | None = None,
+                per_actor: int = 1) -> RunConfig:
+    """The default job on SST-2 without evaluation; for ``fedavg`` every device holds the whole
+    adapter, so all take part (one local step each)."""
     data = to_dict(RunConfig())
     data.update(rounds=rounds, eval_every=10**6, scheme=scheme,
                 runtime={**data["runtime"], "max_concurrent_devices": limit, "devices_per_actor": per_actor})
     data["data"].update(task="sst2", data_dir=data_dir)
-    if scheme == "fedavg":  # every device holds the whole adapter, so all take part: one local step each
+    if scheme == "fedavg":
         for group in data["devices"]:
             group["memory_fraction"] = max(group["memory_fraction"], 1.2)
-    run(resize_population(config_from_dict(data), devices), out_dir=out, console=console, overwrite=True, quiet=True)
+    return resize_population(config_from_dict(data), devices)
+
+
+def run_case(scheme: str, devices: int, rounds: int, limit: int | None, out: Path, console, data_dir: str,
+             per_actor: int = 1) -> list[dict]:
+    config = case_config(scheme, devices, rounds, data_dir, limit=limit, per_actor=per_actor)
+    run(config, out_dir=out, console=console, overwrite=True, quiet=True)
     return ledger(out)
 
 
