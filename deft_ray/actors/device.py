@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from deft_ray.actors.collector import start_up_collection
+from deft_ray.actors.metrics import DeviceMetrics, in_ray_worker
 from deft_ray.actors.slots import ComputeSlots
 from deft_ray.actors.startup import StartupTimes, StartupWatch
 from deft_ray.edge.clock import transfer_time_s
@@ -46,6 +48,12 @@ class Device:
                  train_columns: Mapping[str, np.ndarray], indices: np.ndarray, *, watch: StartupWatch | None = None):
         self.watch = watch or StartupWatch()
         """The start-up's stages (shared by the devices of one packed host)."""
+        # A device process lives for its device (or host): keep the collector off its start-up.
+        with start_up_collection() if in_ray_worker() else nullcontext():
+            self._build(spec, setup, backbone, train_columns, indices)
+
+    def _build(self, spec: DeviceSpec, setup: DeviceSetup, backbone: Mapping[str, np.ndarray],
+               train_columns: Mapping[str, np.ndarray], indices: np.ndarray) -> None:
         self.watch.start()
         import torch
 
@@ -64,8 +72,6 @@ class Device:
                 min(1.0, spec.memory_budget_bytes / torch.cuda.get_device_properties(0).total_memory))
             self.model.to("cuda")
         self.num_examples = len(indices)
-        from deft_ray.actors.metrics import DeviceMetrics, in_ray_worker
-
         self.metrics = DeviceMetrics(spec.name) if in_ray_worker() else None  # only a device actor exports
         stream_seed = np.random.SeedSequence([setup.seed, *spec.name.encode()]).generate_state(1)[0]
         self.stream = BatchStream(TensorTable(train_columns), indices, batch_size=setup.batch_size,
