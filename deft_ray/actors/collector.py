@@ -18,11 +18,22 @@ from contextlib import contextmanager
 from collections.abc import Iterator
 
 
+_process_started = False
+"""Whether this process's start-up has run (and frozen its objects) already."""
+
+
 @contextmanager
 def start_up_collection() -> Iterator[None]:
     """Pause the collector for the block's duration; on leaving, freeze every live object and
-    resume the collector (if it was on). Objects frozen are never collected afterwards, so use it
-    only around start-up work whose objects live as long as the process."""
+    resume the collector (if it was on). Objects frozen are never collected afterwards, so only a
+    process's first start-up does this: later builds in the same process (a packed host's devices
+    inside its own start-up, or one rebuilt after a failure) run with the collector as it is, so
+    the garbage of what a rebuild replaces is still collected."""
+    global _process_started
+    if _process_started:
+        yield
+        return
+    _process_started = True
     was_enabled = gc.isenabled()
     gc.disable()
     try:

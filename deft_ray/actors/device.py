@@ -48,7 +48,7 @@ class Device:
                  train_columns: Mapping[str, np.ndarray], indices: np.ndarray, *, watch: StartupWatch | None = None):
         self.watch = watch or StartupWatch()
         """The start-up's stages (shared by the devices of one packed host)."""
-        # A device process lives for its device (or host): keep the collector off its start-up.
+        # A device process lives for its device: keep the collector off its start-up.
         with start_up_collection() if in_ray_worker() else nullcontext():
             self._build(spec, setup, backbone, train_columns, indices)
 

@@ -11,11 +11,14 @@ them as failed, so the recovery re-plans (or restarts) them as it would single d
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from deft_ray.actors.collector import start_up_collection
 from deft_ray.actors.device import Device
+from deft_ray.actors.metrics import in_ray_worker
 from deft_ray.actors.pool import RayDevicePool, live_answers
 from deft_ray.actors.slots import ComputeSlots
 from deft_ray.actors.startup import StartupTimes, StartupWatch
@@ -34,7 +37,8 @@ class DeviceHost:
         self._args = (setup, backbone, train_columns)
         self._device_class = device_class
         self._members = {spec.name: (spec, indices) for spec, indices in zip(specs, partitions)}
-        self.devices = {name: self._build(name) for name in self._members}
+        with start_up_collection() if in_ray_worker() else nullcontext():  # the host's start-up
+            self.devices = {name: self._build(name) for name in self._members}
 
     def _build(self, name: str) -> Device:
         spec, indices = self._members[name]

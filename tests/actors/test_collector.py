@@ -1,14 +1,16 @@
-"""The collector is paused during a device process's start-up and its objects frozen after."""
+"""The collector is paused during a device process's start-up and its objects frozen after, once per process."""
 
 import gc
 
 import pytest
 
+from deft_ray.actors import collector
 from deft_ray.actors.collector import start_up_collection
 
 
 @pytest.fixture(autouse=True)
-def restore_collector():
+def restore_collector(monkeypatch):
+    monkeypatch.setattr(collector, "_process_started", False)  # each test is a fresh process's start-up
     was_enabled = gc.isenabled()
     yield
     gc.unfreeze()  # give this test process's objects back to the collector
@@ -45,3 +47,15 @@ def test_the_collector_comes_back_after_a_failed_start_up():
         raise RuntimeError("model build failed")
     assert gc.isenabled()
     assert gc.get_freeze_count() > 0
+
+
+def test_only_a_process_s_first_start_up_pauses_and_freezes():
+    gc.enable()
+    with start_up_collection():
+        pass
+    gc.unfreeze()
+    with start_up_collection():  # a packed host rebuilding a failed device
+        assert gc.isenabled()
+        rebuilt = [[index] for index in range(1_000)]
+    assert gc.get_freeze_count() == 0
+    assert id(rebuilt[0]) in {id(obj) for obj in gc.get_objects()}
